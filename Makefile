@@ -10,7 +10,7 @@ DEMO_OUT ?= demo-out
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned: 2.13.0 is the CPU wheel these machines carry; any torch>=2.4 works.
+	# torch first, pinned: 2.13.0 is the CPU wheel these machines carry; any torch>=2.5 works.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
