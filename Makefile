@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv runtimes clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) runtimes
 	$(BIN)/python -m dscoder demo --output $(DEMO_OUT)
 
-test: $(STAMP)
+# Language runtimes for the evaluation sandbox (bubblewrap, g++, JDK, php, mono, TypeScript 5)
+# and Debian's Chromium for the web page's browser tests. Idempotent; fast when present.
+runtimes:
+	bash scripts/install-runtimes.sh
+	command -v chromium >/dev/null || apt-get install -y -q --no-install-recommends chromium \
+		|| (apt-get update -q && apt-get install -y -q --no-install-recommends chromium)
+
+test: $(STAMP) runtimes
 	$(BIN)/python -m pytest -q
 
 clean:

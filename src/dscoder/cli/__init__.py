@@ -11,7 +11,7 @@ from dscoder.errors import UserError
 
 # Modules under dscoder.cli, each with `register(subparsers)` adding its subcommands; a
 # subcommand sets `func` (args -> int exit status) with set_defaults.
-COMMAND_MODULES = ["data", "tokenizer", "demo"]
+COMMAND_MODULES = ["data", "tokenizer", "train", "infer", "serve", "eval", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,46 @@
+"""`dscoder serve`'s arguments become ServeOptions; a bad checkpoint is a one-line user error."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from dscoder.cli import serve as serve_cli
+from dscoder.errors import UserError
+from dscoder.infer.engine import DEFAULT_MAX_SEQ_LEN
+from dscoder.serve import ServeOptions, load_engine
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    serve_cli.register(parser.add_subparsers())
+    return parser.parse_args(["serve", *argv])
+
+
+def test_arguments_become_options(tmp_path: Path):
+    args = parse("--model", str(tmp_path / "my-coder"), "--port", "9000", "--max-batch-size", "4",
+                 "--max-seq-len", "1024", "--dtype", "bfloat16", "--int8")
+    options = serve_cli.options_from(args)
+    assert options == ServeOptions(model=tmp_path / "my-coder", port=9000, max_batch_size=4, max_seq_len=1024,
+                                   dtype="bfloat16", int8=True)
+    assert options.host == "127.0.0.1"  # only this machine, unless asked
+    assert options.model_name == "my-coder"
+    assert args.func is serve_cli.run_serve
+
+
+def test_the_served_name_and_the_defaults(tmp_path: Path):
+    options = serve_cli.options_from(parse("--model", str(tmp_path), "--served-model-name", "deepseek-coder"))
+    assert options.model_name == "deepseek-coder"
+    assert (options.max_seq_len, options.max_batch_size, options.port) == (DEFAULT_MAX_SEQ_LEN, 8, 8000)
+
+
+def test_a_missing_checkpoint_is_a_user_error(tmp_path: Path):
+    with pytest.raises(UserError, match="not a checkpoint directory"):
+        load_engine(ServeOptions(model=tmp_path / "absent"))
+
+
+def test_the_served_engine_has_the_asked_shape(checkpoint: Path):
+    engine = load_engine(ServeOptions(model=checkpoint, max_batch_size=3, max_seq_len=100))
+    assert (engine.max_batch_size, engine.max_seq_len) == (3, 100)
