@@ -1,0 +1,209 @@
+"""Decode speed of dscoder's engine against transformers' `generate`, same checkpoint, one run.
+
+For each preset: writes a random checkpoint with `save_model`, loads it as our CLI and server
+do (`load_for_inference`) and with `LlamaForCausalLM.from_pretrained` (the peer), and decodes
+the same prompt greedily, batch 1, fp32, the peer with its default (dynamic) cache. Decode
+speed excludes the prompt: a run of N new tokens and a run of 1 are timed and the rate is
+(N - 1) / (t_N - t_1). Each round runs every contender once; rates are medians over rounds and
+speed-ups are medians of the ratios within a round, because the machine is shared and noisy.
+
+Bandwidth limit: a decode step must read every weight it multiplies by (all linear layers, the
+norms, one embedding row) and the keys and values cached so far. The machine's read bandwidth
+is measured in every round, with the same thread count, as the median rate of `torch.sum` over
+a 1 GiB fp32 tensor (32x the L3 cache); limit = bandwidth / bytes read per token, and the share
+reported is the median over rounds of rate / limit.
+
+--int8 adds our engine with int8 weight-only quantization, and reports how often its greedy
+choice agrees with the fp32 model's, teacher-forced along the fp32 greedy output (the share of
+positions whose next-token argmax is the same), and how long the free-running outputs agree.
+
+    PYTHONPATH=src python bench/bench_decode.py                      # tiny and small, fp32
+    PYTHONPATH=src python bench/bench_decode.py --presets small --int8 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dscoder.infer import Engine, Request, SamplingParams
+from dscoder.infer.engine import load_for_inference
+from dscoder.model import PRESETS, Transformer, save_model
+from dscoder.tokenizer import Tokenizer, train_tokenizer
+
+PROMPT_TOKENS = 64
+
+
+class BandwidthProbe:
+    """Read bandwidth as torch.sum measures it over 1 GiB of fp32 (32x the L3 cache)."""
+
+    def __init__(self) -> None:
+        self.data = torch.ones(1 << 28)
+        self.data.sum()
+
+    def measure(self, repeats: int = 5) -> float:
+        """Bytes per second, the median of `repeats` sums, with the current thread count."""
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.data.sum()
+            rates.append(self.data.numel() * 4 / (time.perf_counter() - start))
+        return statistics.median(rates)
+
+
+def bytes_per_token(model: Transformer, cached_positions: int) -> int:
+    """Bytes one decode step reads: weights (embedding: one row) and the cached keys/values."""
+    total = 0
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if name.startswith("embed_tokens"):
+            total += tensor[0].numel() * tensor.element_size()
+        elif not name.startswith("rope_") and ".kv_cache." not in name:
+            total += tensor.numel() * tensor.element_size()
+    config = model.config
+    cache_bytes = model.cache.k.element_size() if model.cache is not None else 4
+    total += 2 * config.num_layers * config.num_kv_heads * config.head_dim * cached_positions * cache_bytes
+    return total
+
+
+def bench_tokenizer() -> Tokenizer:
+    # The engine detokenizes every token, so it needs a tokenizer; a small one is enough (ids
+    # beyond its vocabulary decode to nothing, which the peer never pays for anyway).
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    return train_tokenizer([(stdlib / "argparse.py").read_text(encoding="utf-8")], vocab_size=1000)
+
+
+def hf_generate(model, prompt: list[int]) -> Callable[[int], list[int]]:
+    input_ids = torch.tensor([prompt])
+    mask = torch.ones_like(input_ids)
+
+    def run(n: int) -> list[int]:
+        with torch.inference_mode():
+            out = model.generate(input_ids, attention_mask=mask, max_new_tokens=n, do_sample=False)
+        return out[0, len(prompt):].tolist()
+
+    return run
+
+
+def our_generate(engine: Engine, prompt: list[int]) -> Callable[[int], list[int]]:
+    def run(n: int) -> list[int]:
+        request = Request(prompt, SamplingParams(max_new_tokens=n), ignore_eos=True)
+        return engine.generate([request])[0].token_ids
+
+    return run
+
+
+def decode_rates(contenders: dict[str, Callable[[int], list[int]]], n: int, repeats: int,
+                 probe: BandwidthProbe) -> tuple[dict[str, list[float]], list[float]]:
+    """Decode tokens/s of each contender and the read bandwidth, one value each per round."""
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    bandwidths = []
+    for _ in range(repeats):
+        bandwidths.append(probe.measure())
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run(1)
+            one = time.perf_counter() - start
+            start = time.perf_counter()
+            run(n)
+            rates[name].append((n - 1) / (time.perf_counter() - start - one))
+    return rates, bandwidths
+
+
+def teacher_forced_agreement(reference: Transformer, quantized: Transformer, prompt: list[int],
+                             continuation: list[int]) -> float:
+    ids = torch.tensor([prompt + continuation[:-1]])
+    with torch.inference_mode():
+        a = reference(ids)[0, len(prompt) - 1:].argmax(-1)
+        b = quantized(ids)[0, len(prompt) - 1:].argmax(-1)
+    return float((a == b).float().mean())
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, probe: BandwidthProbe) -> None:
+    from transformers import LlamaForCausalLM
+
+    config = PRESETS[preset]
+    torch.manual_seed(0)
+    prompt = torch.randint(0, tokenizer.bpe_vocab_size, (PROMPT_TOKENS,)).tolist()
+    max_seq_len = PROMPT_TOKENS + args.tokens
+    with tempfile.TemporaryDirectory(prefix="bench-decode-") as directory:
+        save_model(Transformer(config), directory)
+        # Ours as `dscoder complete` and `dscoder serve` load it (fp32: column-major weights).
+        ours = load_for_inference(directory)
+        quantized = load_for_inference(directory, int8=True) if args.int8 else None
+        peer = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    peer.generation_config.eos_token_id = None  # decode exactly N tokens, as ours does
+    peer.generation_config.pad_token_id = 0
+
+    contenders = {
+        "transformers": hf_generate(peer, prompt),
+        "dscoder": our_generate(Engine(ours, tokenizer, max_batch_size=1, max_seq_len=max_seq_len), prompt),
+    }
+    if args.compile:
+        compiled = Engine(ours, tokenizer, max_batch_size=1, max_seq_len=max_seq_len, compile=True)
+        start = time.perf_counter()
+        for n in (2, 3, 4):  # compiles for the first cache lengths, then dynamic ones
+            compiled.generate([Request(prompt, SamplingParams(max_new_tokens=n), ignore_eos=True)])
+        print(f"  torch.compile warm-up: {time.perf_counter() - start:.1f} s")
+        contenders["dscoder compile"] = our_generate(compiled, prompt)
+    if quantized is not None:
+        contenders["dscoder int8"] = our_generate(
+            Engine(quantized, tokenizer, max_batch_size=1, max_seq_len=max_seq_len), prompt)
+
+    outputs = {name: run(args.tokens) for name, run in contenders.items()}
+    rounds, bandwidths = decode_rates(contenders, args.tokens, args.repeats, probe)
+    # Each round compares runs seconds apart, under the same load from other work: speed-ups
+    # and shares of the bandwidth limit are medians of per-round values.
+    per_round = {name: list(zip(values, rounds["transformers"], bandwidths, strict=True))
+                 for name, values in rounds.items()}
+    cached = PROMPT_TOKENS + args.tokens // 2
+    read_bytes = {name: bytes_per_token(quantized if name == "dscoder int8" else ours, cached)
+                  for name in rounds if name != "transformers"}
+    print(f"{preset}: {config.num_parameters() / 1e6:.1f} M parameters, {args.tokens} new tokens after "
+          f"{PROMPT_TOKENS}, {torch.get_num_threads()} threads, {args.repeats} rounds; read bandwidth "
+          f"(torch.sum over 1 GiB fp32, median of rounds) {statistics.median(bandwidths) / 1e9:.1f} GB/s")
+    for name, values in per_round.items():
+        rate = statistics.median(v[0] for v in values)
+        speedup = statistics.median(v[0] / v[1] for v in values)
+        agree = common_prefix(outputs[name], outputs["transformers"])
+        line = (f"  {name:16s} {rate:8.1f} tok/s  {speedup:5.2f}x transformers  "
+                f"same greedy tokens as transformers: {agree:3d}/{args.tokens}")
+        if name in read_bytes:
+            share = statistics.median(v[0] * read_bytes[name] / v[2] for v in values)
+            line += f"  {share:5.1%} of the bandwidth limit ({read_bytes[name] / 1e6:.0f} MB read/token)"
+        print(line)
+    if quantized is not None:
+        forced = teacher_forced_agreement(ours, quantized, prompt, outputs["dscoder"])
+        free = common_prefix(outputs["dscoder int8"], outputs["dscoder"])
+        print(f"  int8 vs fp32 greedy: same next token at {forced:.1%} of positions (teacher-forced), "
+              f"free-running outputs agree for the first {free}/{args.tokens} tokens")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
+    parser.add_argument("--tokens", type=int, default=128, help="new tokens per timed run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--int8", action="store_true", help="add int8 weight-only quantization")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile'd decoding")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    probe = BandwidthProbe()
+    tokenizer = bench_tokenizer()
+    for preset in args.presets:
+        bench_preset(preset, args, tokenizer, probe)
+
+
+if __name__ == "__main__":
+    main()

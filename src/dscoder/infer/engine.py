@@ -1,0 +1,340 @@
+"""The generation engine: a key/value cache allocated once, batches that change every step.
+
+The engine owns one model with a cache of `max_batch_size` rows x `max_seq_len` positions.
+Each sequence holds one row while it runs. Rows are independent: every token is written at its
+own position of its own row, so sequences of different lengths, at different stages, share one
+batch, and new sequences join a running batch between steps (continuous batching).
+
+Step-level API, for a scheduler such as the HTTP server's:
+
+    engine = Engine.from_checkpoint("ckpt/", max_batch_size=8, max_seq_len=4096)
+    seq_id = engine.add(Request(prompt_ids, SamplingParams(max_new_tokens=64)))
+    while engine.has_work():
+        for out in engine.step():       # one new token for every running sequence
+            send(out.seq_id, out.text)  # text completed by that token (may be "")
+            if out.finished:            # out.finish_reason: "stop" | "length"
+                done(out.seq_id, out.result)
+    engine.cancel(seq_id)               # any time: frees the row of a sequence nobody waits for
+
+A step decodes one token for every running sequence in one batched forward pass, then prefills,
+together, the prompts of waiting requests that fit into free rows (their first token comes
+from the prefill). Requests beyond the free rows wait in arrival order.
+
+`load_for_inference` loads a checkpoint in the form that decodes fastest (int8 weights, or on
+CPU column-major fp32 weights); `Engine.from_checkpoint` uses it.
+
+On top of it: `generate(requests) -> list[Result]` runs a batch to completion and
+`stream(request)` yields one request's text as it is produced. The engine is not thread-safe:
+drive it from one thread.
+
+A sequence ends with finish_reason "stop" at one of its stop tokens (not part of the text) or
+stop strings (cut from the text, with everything after them), and "length" after
+max_new_tokens or when its cache row is full. Token counts: prompt tokens, and completion
+tokens the model produced (a stop token included).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from dscoder.errors import UserError
+from dscoder.infer.detok import IncrementalDetokenizer
+from dscoder.infer.layout import use_column_major_weights
+from dscoder.infer.quant import quantize_int8
+from dscoder.infer.sampling import Sampler, SamplingParams, choose_tokens
+from dscoder.infer.stops import StopStringMatcher
+from dscoder.model import Transformer, check_tokenizer_fits, load_model
+from dscoder.tokenizer import Tokenizer
+
+# Prompts are prefilled in chunks of this many positions, which bounds the attention scores'
+# memory (chunk x context per head) for long prompts.
+PREFILL_CHUNK = 512
+DEFAULT_MAX_SEQ_LEN = 4096
+
+
+def load_for_inference(path: str | os.PathLike[str], dtype: torch.dtype | None = None,
+                       device: str = "cpu", int8: bool = False) -> Transformer:
+    """`load_model`, then the weights in the form that decodes fastest: int8 weight-only
+    quantization when asked, otherwise (on CPU) column-major linear weights."""
+    model = load_model(path, dtype=dtype, device=device)
+    if int8:
+        quantize_int8(model)
+    elif model.embed_tokens.weight.device.type == "cpu":
+        use_column_major_weights(model)
+    return model
+
+
+@dataclass
+class Request:
+    """A prompt (token ids) and how to decode it.
+
+    stop_token_ids None means the tokenizer's EOS; the checkpoint's own EOS (config.json) always
+    stops too, unless ignore_eos (for benchmarks that need a fixed number of tokens).
+    """
+
+    prompt_ids: Sequence[int]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    stop_token_ids: Sequence[int] | None = None
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    text: str
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: list[int]  # generated tokens, without a stop token
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    seq_id: int
+    text: str  # new text since the last step
+    finished: bool
+    finish_reason: str | None = None
+    result: Result | None = None  # set when finished
+
+
+@dataclass(eq=False)
+class _Sequence:
+    seq_id: int
+    request: Request
+    stop_ids: frozenset[int]
+    sampler: Sampler
+    detokenizer: IncrementalDetokenizer
+    stops: StopStringMatcher
+    row: int = -1
+    position: int = 0  # tokens in the cache row; the next token is written here
+    last_token: int = -1  # sampled, not yet in the cache
+    token_ids: list[int] = field(default_factory=list)
+    produced: int = 0
+    pieces: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """Batched generation on one model. The engine owns the model's key/value cache (it calls
+    `setup_cache` once, here), so one model serves one engine at a time."""
+
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, max_batch_size: int = 8,
+                 max_seq_len: int = DEFAULT_MAX_SEQ_LEN, compile: bool = False) -> None:
+        config = model.config
+        check_tokenizer_fits(config, tokenizer.vocab_size)
+        if max_batch_size < 1:
+            raise UserError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.max_seq_len = min(max_seq_len, config.max_position_embeddings)
+        # The embedding's dtype is the activations' (quantized layers hold int8 weights).
+        embedding = model.embed_tokens.weight
+        self.device = embedding.device
+        model.setup_cache(max_batch_size, self.max_seq_len, dtype=embedding.dtype, device=self.device)
+        self._checkpoint_eos = frozenset({config.eos_token_id} - {-1})
+        self._free_rows = list(range(max_batch_size))  # a heap: the lowest rows are reused first
+        self._waiting: deque[_Sequence] = deque()
+        self._running: dict[int, _Sequence] = {}
+        self._next_id = 0
+        # Decoding runs the same small shapes step after step, where compiling pays off;
+        # prefill shapes change with every prompt, so it stays eager.
+        self._decode_logits = torch.compile(self._last_logits) if compile else self._last_logits
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], dtype: torch.dtype | None = None,
+                        device: str = "cpu", int8: bool = False, **engine_args) -> Engine:
+        """Load a checkpoint directory (tokenizer, and weights by `load_for_inference`). Other
+        keyword arguments go to the constructor."""
+        tokenizer = Tokenizer.from_dir(path)
+        return cls(load_for_inference(path, dtype, device, int8), tokenizer, **engine_args)
+
+    # ---- the step-level API -------------------------------------------------------------
+
+    def add(self, request: Request) -> int:
+        """Queue a request; it starts at the next step with a free row. Returns its id."""
+        prompt = list(request.prompt_ids)
+        if not prompt:
+            raise UserError("the prompt is empty")
+        if len(prompt) > self.max_seq_len:
+            raise UserError(f"the prompt has {len(prompt)} tokens; this engine holds at most "
+                            f"{self.max_seq_len} per sequence")
+        vocab = self.model.config.vocab_size
+        if min(prompt) < 0 or max(prompt) >= vocab:
+            raise UserError(f"prompt token ids must lie in [0, {vocab})")
+        stop_ids: frozenset[int] = frozenset()
+        if not request.ignore_eos:
+            asked = (self.tokenizer.eos_id,) if request.stop_token_ids is None else request.stop_token_ids
+            stop_ids = frozenset(asked) | self._checkpoint_eos
+        seq = _Sequence(
+            seq_id=self._next_id,
+            request=request,
+            stop_ids=stop_ids,
+            sampler=Sampler(request.params, vocab, prompt, self.device),
+            detokenizer=IncrementalDetokenizer(self.tokenizer, prompt),
+            stops=StopStringMatcher(request.params.stop),
+        )
+        self._next_id += 1
+        self._waiting.append(seq)
+        return seq.seq_id
+
+    def cancel(self, seq_id: int) -> None:
+        """Forget a sequence, waiting or running; unknown or finished ids are ignored."""
+        seq = self._running.pop(seq_id, None)
+        if seq is not None:
+            heapq.heappush(self._free_rows, seq.row)
+            return
+        self._waiting = deque(s for s in self._waiting if s.seq_id != seq_id)
+
+    def has_work(self) -> bool:
+        return bool(self._waiting or self._running)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @torch.inference_mode()
+    def step(self) -> list[StepOutput]:
+        """Produce one token for every running sequence and for the requests that start now."""
+        decoding = sorted(self._running.values(), key=lambda s: s.row)
+        starting = []
+        while self._waiting and self._free_rows:
+            seq = self._waiting.popleft()
+            seq.row = heapq.heappop(self._free_rows)
+            self._running[seq.seq_id] = seq
+            starting.append(seq)
+        outputs = []
+        if decoding:
+            outputs += self._decode(decoding)
+        if starting:
+            outputs += self._prefill(starting)
+        return outputs
+
+    # ---- conveniences on top of it ------------------------------------------------------
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        """Run requests to completion, as many at a time as there are rows; results in order."""
+        self._require_idle()
+        ids = [self.add(request) for request in requests]
+        results: dict[int, Result] = {}
+        try:
+            while self.has_work():
+                for out in self.step():
+                    if out.result is not None:
+                        results[out.seq_id] = out.result
+        finally:
+            for seq_id in ids:
+                if seq_id not in results:
+                    self.cancel(seq_id)
+        return [results[seq_id] for seq_id in ids]
+
+    def stream(self, request: Request) -> Iterator[str]:
+        """Yield the request's text as it is produced; the pieces join to `Result.text`."""
+        self._require_idle()
+        seq_id = self.add(request)
+        try:
+            while self.has_work():
+                for out in self.step():
+                    if out.seq_id == seq_id and out.text:
+                        yield out.text
+        finally:
+            self.cancel(seq_id)  # a consumer that stops early frees the row
+
+    def _require_idle(self) -> None:
+        if self.has_work():
+            raise RuntimeError("generate/stream drive the engine themselves; it already has "
+                               "sequences from add(), so drive those with step()")
+
+    # ---- the forward passes -------------------------------------------------------------
+
+    def _last_logits(self, tokens: Tensor, input_pos: Tensor, rows: Tensor | None) -> Tensor:
+        hidden = self.model.forward_hidden(tokens, input_pos, rows)
+        return self.model.output(hidden[:, -1]).float()
+
+    def _rows(self, seqs: Sequence[_Sequence]) -> Tensor | None:
+        rows = [s.row for s in seqs]
+        # Rows 0..B-1 in order let the cache hand out views instead of gathering copies.
+        if rows == list(range(len(rows))):
+            return None
+        return torch.tensor(rows, device=self.device)
+
+    def _decode(self, seqs: list[_Sequence]) -> list[StepOutput]:
+        tokens = torch.tensor([[s.last_token] for s in seqs], device=self.device)
+        input_pos = torch.tensor([[s.position] for s in seqs], device=self.device)
+        logits = self._decode_logits(tokens, input_pos, self._rows(seqs))
+        for s in seqs:
+            s.position += 1
+        return self._advance(seqs, logits)
+
+    def _prefill(self, seqs: list[_Sequence]) -> list[StepOutput]:
+        """Run the prompts, right-padded to one length, and sample each one's first token.
+
+        Padding writes keys and values past a prompt's end; those slots are overwritten by
+        the sequence's own tokens before any query can attend to them.
+        """
+        prompts = [list(s.request.prompt_ids) for s in seqs]
+        length = max(map(len, prompts))
+        tokens = torch.zeros(len(seqs), length, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            tokens[i, : len(prompt)] = torch.tensor(prompt)
+        tokens = tokens.to(self.device)
+        positions = torch.arange(length, device=self.device).expand(len(seqs), length)
+        rows = self._rows(seqs)
+        last = [len(p) - 1 for p in prompts]
+        final_hidden: list[Tensor | None] = [None] * len(seqs)
+        for start in range(0, length, PREFILL_CHUNK):
+            end = min(start + PREFILL_CHUNK, length)
+            hidden = self.model.forward_hidden(tokens[:, start:end], positions[:, start:end], rows)
+            for i, index in enumerate(last):
+                if start <= index < end:
+                    final_hidden[i] = hidden[i, index - start]
+        logits = self.model.output(torch.stack(final_hidden)).float()  # type: ignore[arg-type]
+        for s, prompt in zip(seqs, prompts, strict=True):
+            s.position = len(prompt)
+        return self._advance(seqs, logits)
+
+    # ---- tokens to text -----------------------------------------------------------------
+
+    def _advance(self, seqs: list[_Sequence], logits: Tensor) -> list[StepOutput]:
+        tokens = choose_tokens(logits, [s.sampler for s in seqs])
+        return [self._accept(s, token) for s, token in zip(seqs, tokens, strict=True)]
+
+    def _accept(self, seq: _Sequence, token: int) -> StepOutput:
+        seq.produced += 1
+        if token in seq.stop_ids:
+            return self._finish(seq, "stop", "")
+        seq.token_ids.append(token)
+        seq.last_token = token
+        seq.sampler.observe(token)
+        text, stopped = seq.stops.push(seq.detokenizer.push(token))
+        if stopped:
+            return self._finish(seq, "stop", text)
+        if seq.produced >= seq.request.params.max_new_tokens or seq.position >= self.max_seq_len:
+            return self._finish(seq, "length", text)
+        seq.pieces.append(text)
+        return StepOutput(seq.seq_id, text, finished=False)
+
+    def _finish(self, seq: _Sequence, reason: str, text: str) -> StepOutput:
+        if not seq.stops.stopped:
+            # Release what was held back: an unfinished character, a possible stop prefix.
+            tail, stopped = seq.stops.push(seq.detokenizer.flush())
+            text += tail
+            if stopped:
+                reason = "stop"
+            else:
+                text += seq.stops.flush()
+        seq.pieces.append(text)
+        del self._running[seq.seq_id]
+        heapq.heappush(self._free_rows, seq.row)
+        result = Result("".join(seq.pieces), reason, len(seq.request.prompt_ids), seq.produced,
+                        seq.token_ids)
+        return StepOutput(seq.seq_id, text, finished=True, finish_reason=reason, result=result)
