@@ -22,7 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks
 # step, cheap enough to train on two cores in minutes.
 DEMO_VOCAB_SIZE = 4000
 TOKENIZER_TRAINING_BYTES = 40 << 20
-TRAINING_BUDGET_S = 8 * 60
+TRAINING_BUDGET_S = 10 * 60
 EVAL_PROBLEMS = 20
 
 
