@@ -120,20 +120,22 @@ def build_data(config: TrainConfig, tokenizer: Tokenizer, dist: Dist) -> RunData
             print(f"sft: {data.truncated} examples are longer than seq-len {config.seq_len} and were cut")
     else:
         encoder = DocumentEncoder(tokenizer, config.fim_rate, config.seed)
-        shards = find_shards(config.data)
+        corpus = Corpus(find_shards(config.data), config.seed)
         if config.eval_data:
             eval_corpus = Corpus(find_shards(config.eval_data), config.seed)
             keep_train, keep_eval = (lambda _id: True), (lambda _id: True)
         else:
-            eval_corpus = Corpus(shards, config.seed)
+            eval_corpus = corpus  # both streams start in epoch 0: the shards are read once
             fraction = config.eval_fraction
             keep_train = lambda doc_id: not held_out(doc_id, fraction)  # noqa: E731
             keep_eval = lambda doc_id: held_out(doc_id, fraction)  # noqa: E731
-        eval_stream = PackedStream(eval_corpus, encoder, config.seq_len, dist, keep_eval, epochs=1)
+        # One row's worth of each held-out document, so the rows sample many documents.
+        eval_stream = PackedStream(eval_corpus, encoder, config.seq_len, dist, keep_eval, epochs=1,
+                                   max_document_tokens=config.seq_len + 1)
         eval_ids = eval_stream.take(config.eval_sequences) if config.eval_fraction or config.eval_data \
             else np.zeros((0, config.seq_len + 1), np.int32)
         eval_labels = eval_ids
-        stream = PackedStream(Corpus(shards, config.seed), encoder, config.seq_len, dist, keep_train)
+        stream = PackedStream(corpus, encoder, config.seq_len, dist, keep_train)
         batches = PretrainBatches(stream, config.batch_size, config.micro_batch_size)
         steps = config.steps or (EXTEND_CONTEXT_STEPS if config.stage == "extend-context" else None)
         if steps is None:

@@ -256,13 +256,15 @@ class PackedStream:
     """Documents of a corpus, encoded and concatenated, taken as rows of seq_len + 1 tokens.
 
     `keep(id)` chooses the documents (training or held-out ones). With `epochs` set the stream
-    ends after that many epochs; otherwise it cycles forever.
+    ends after that many epochs; otherwise it cycles forever. `max_document_tokens` cuts each
+    document short (held-out rows use it so that they sample many documents, not one long one).
     """
 
     def __init__(self, corpus: Corpus, encoder: DocumentEncoder, seq_len: int, dist: Dist,
-                 keep: Callable[[str], bool] = lambda _id: True, epochs: int | None = None) -> None:
+                 keep: Callable[[str], bool] = lambda _id: True, epochs: int | None = None,
+                 max_document_tokens: int | None = None) -> None:
         self.corpus, self.encoder, self.seq_len, self.dist = corpus, encoder, seq_len, dist
-        self.keep, self.epochs = keep, epochs
+        self.keep, self.epochs, self.max_document_tokens = keep, epochs, max_document_tokens
         self._start = StreamPosition()
         self._reset(self._start)
 
@@ -322,6 +324,7 @@ class PackedStream:
             else:
                 encoded = mine
             for (_, epoch, position), tokens in zip(batch, encoded):
+                tokens = tokens[:self.max_document_tokens]
                 if self._skip:
                     tokens, self._skip = tokens[self._skip:], 0
                 self._pending.append((epoch, position, tokens))
@@ -348,13 +351,13 @@ class PackedStream:
             self._start.offset += used
             if used == len(tokens):
                 self._pending.popleft()
-                self._advance_start_past(epoch, position)
+                self._advance_start()
             else:
                 self._pending[0] = (epoch, position, tokens[used:])
 
-    def _advance_start_past(self, epoch: int, position: int) -> None:
-        # The start becomes the next pending document, or the reader's next one if none is
-        # pending (documents skipped as held out lie between, and need not be re-read).
+    def _advance_start(self) -> None:
+        # Past a used-up document, the start is the next pending document, or the reader's
+        # next one if none is pending (held-out documents in between need not be re-read).
         if self._pending:
             epoch, position = self._pending[0][:2]
         else:
