@@ -85,6 +85,9 @@ def init_distributed(device: str = "auto") -> Dist:
 
 def shutdown(dist: Dist) -> None:
     if dist.sharded and torch_dist.is_initialized():
+        # Every rank leaves together: a rank that tears gloo down while another still has
+        # collectives in flight aborts the other ("terminate called without an active exception").
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
