@@ -9,12 +9,13 @@ at 1.0:
 - peer: LlamaForCausalLM(input_ids, labels=...) + torch.optim.AdamW with its defaults.
 
 Steps alternate between the two (one of each per round, the order flipping every round) so
-both see the same machine load; the figures are medians over rounds, and the speed-up is given
-both as the ratio of the medians and as the median of each round's ratio. Prints tokens/s and model FLOP/s (dscoder.train.metrics'
-accounting) for each, and the ratio.
+both see the same machine load. Prints, for each, the median tokens/s and model FLOP/s
+(dscoder.train.metrics' accounting), and the speed-up both as the ratio of the medians and as
+the median of each round's ratio.
 
-    PYTHONPATH=src python bench/bench_train.py --preset tiny --rounds 10
-    PYTHONPATH=src python bench/bench_train.py --preset small --rounds 5
+    PYTHONPATH=src python bench/bench_train.py --preset tiny --rounds 8
+    PYTHONPATH=src python bench/bench_train.py --preset small --rounds 4
+    PYTHONPATH=src python bench/bench_train.py --preset tiny --threads 1   # on a shared machine
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def main() -> None:
     # Each round's two steps ran back to back, under about the same load from other processes.
     paired = statistics.median(p / o for p, o in zip(times["transformers"], times["dscoder"]))
     target = TARGETS.get(args.preset)
-    verdict = f" (target >= {target}x: {'met' if min(ratio, paired) >= target else 'NOT met'})" if target else ""
+    met = "met" if min(ratio, paired) >= (target or 0) else "NOT met"
+    verdict = f" (target >= {target}x: {met})" if target else ""
     print(f"speed-up: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of per-round ratios){verdict}")
 
 

@@ -38,13 +38,19 @@ def test_greedy_matches_decoding_without_a_cache(engine: Engine, model: Transfor
     assert (result.finish_reason, result.prompt_tokens, result.completion_tokens) == ("length", len(prompt), 12)
 
 
-def test_a_checkpoint_loads_column_major_and_decodes_the_same(checkpoint, model: Transformer, tokenizer: Tokenizer):
+def test_a_checkpoint_loads_fused_column_major_and_decodes_the_same(checkpoint, model: Transformer,
+                                                                    tokenizer: Tokenizer):
     engine = Engine.from_checkpoint(checkpoint, max_batch_size=1, max_seq_len=64)
-    mlp, plain = engine.model.layers[0].mlp, model.layers[0].mlp
-    # Widening projections are re-stored column-major, narrowing ones stay row-major.
-    assert mlp.gate_proj.weight.t().is_contiguous() and not mlp.gate_proj.weight.is_contiguous()
+    attn, mlp, plain = engine.model.layers[0].self_attn, engine.model.layers[0].mlp, model.layers[0]
+    # q/k/v and gate/up are each one matrix; widening projections are re-stored column-major,
+    # narrowing ones stay row-major.
+    assert not hasattr(attn, "q_proj") and not hasattr(mlp, "gate_proj")
+    assert mlp.gate_up_proj.weight.t().is_contiguous() and not mlp.gate_up_proj.weight.is_contiguous()
     assert mlp.down_proj.weight.is_contiguous()
-    assert torch.equal(mlp.gate_proj.weight, plain.gate_proj.weight)
+    gate, up = mlp.gate_up_proj.weight.chunk(2)
+    assert torch.equal(gate, plain.mlp.gate_proj.weight) and torch.equal(up, plain.mlp.up_proj.weight)
+    q_rows = plain.self_attn.q_proj.out_features
+    assert torch.equal(attn.qkv_proj.weight[:q_rows], plain.self_attn.q_proj.weight)
     prompt = ids_of(tokenizer, PROMPTS[1])
     (result,) = engine.generate([Request(prompt, greedy(10), ignore_eos=True)])
     assert result.token_ids == reference_greedy(model, prompt, 10)

@@ -110,3 +110,22 @@ def test_cache_misuse_is_a_user_error(model):
         model(tokens, torch.arange(4)[None], rows=torch.tensor([0, 1]))
     with pytest.raises(UserError, match="max_position_embeddings"):
         model(torch.zeros(1, CONFIG.max_position_embeddings + 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("num_kv_heads", [4, 2, 1])
+def test_fused_projections_give_the_same_logits(num_kv_heads):
+    config = CONFIG.replace(num_kv_heads=num_kv_heads)
+    torch.manual_seed(0)
+    plain = Transformer(config).eval()
+    plain.init_weights(std=0.1)
+    fused = Transformer(config).eval()
+    fused.load_state_dict(plain.state_dict())
+    fused.fuse_projections()
+    assert sum(p.numel() for p in fused.parameters()) == sum(p.numel() for p in plain.parameters())
+    tokens = torch.randint(0, config.vocab_size, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(tokens), plain(tokens), rtol=0, atol=ATOL)
+        for model in (plain, fused):
+            model.setup_cache(2, 16)
+        positions = torch.arange(12).expand(2, 12)
+        torch.testing.assert_close(fused(tokens, positions), plain(tokens, positions), rtol=0, atol=ATOL)

@@ -18,7 +18,7 @@ from train_helpers import ENTRY, cli_args, subprocess_env, tiny_config
 
 
 def test_sigkill_then_same_command_resumes_with_identical_losses(tmp_path, shard_dir, tokenizer_dir):
-    settings = dict(steps=16, checkpoint_interval=4, eval_interval=8)
+    settings = dict(steps=24, checkpoint_interval=4, eval_interval=8)
     reference = train(tiny_config(tmp_path / "reference", [shard_dir], tokenizer_dir, **settings))
 
     killed_config = tiny_config(tmp_path / "killed", [shard_dir], tokenizer_dir, **settings)
@@ -33,7 +33,7 @@ def test_sigkill_then_same_command_resumes_with_identical_losses(tmp_path, shard
     assert process.wait() == -signal.SIGKILL
     assert not (killed_config.out_dir / "final").exists()
     resumed_from = latest_checkpoint(killed_config.out_dir)
-    assert resumed_from is not None and resumed_from.name < "checkpoint-000016"
+    assert resumed_from is not None and resumed_from.name < "checkpoint-000024"
 
     done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr

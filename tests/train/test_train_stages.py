@@ -57,7 +57,8 @@ def test_extend_context_rescales_rope_and_trains_longer_rows(tmp_path, pretraine
                          seq_len=128, steps=2, lr=None, rope_theta=200000.0, rope_scaling_factor=8.0)
     result = train(config)
     extended = load_model(result.final_dir).config
-    assert (extended.rope_theta, extended.rope_scaling_factor, extended.rope_scaling_type) == (200000.0, 8.0, "linear")
+    rope = (extended.rope_theta, extended.rope_scaling_factor, extended.rope_scaling_type)
+    assert rope == (200000.0, 8.0, "linear")
     assert extended.max_position_embeddings >= 128
     records = [r for r in read_metrics(result.metrics_path) if "loss" in r]
     # The learning rate stays where pretraining ended (multistep: 0.316^2 of its peak).

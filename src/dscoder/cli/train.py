@@ -40,9 +40,12 @@ def _add_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--tokenizer", type=Path, help="tokenizer folder (default: the one in --init)")
 
     size = p.add_argument_group("batch and length")
-    size.add_argument("--seq-len", type=int, default=16384 if stage == "extend-context" else 1024)
-    size.add_argument("--batch-size", type=int, default=16, help="sequences per optimizer step, all processes")
-    size.add_argument("--micro-batch-size", type=int, default=4, help="sequences per forward pass and process")
+    size.add_argument("--seq-len", type=int, default=16384 if stage == "extend-context" else 1024,
+                      help="tokens per training row (default %(default)s)")
+    size.add_argument("--batch-size", type=int, default=16,
+                      help="sequences per optimizer step, all processes together")
+    size.add_argument("--micro-batch-size", type=int, default=4,
+                      help="sequences per forward pass of one process")
     size.add_argument("--steps", type=int, required=stage == "pretrain",
                       help={"pretrain": "optimizer steps",
                             "extend-context": "optimizer steps (default 1000, as in the paper)",

@@ -61,9 +61,11 @@ DEFAULT_MAX_SEQ_LEN = 4096
 
 def load_for_inference(path: str | os.PathLike[str], dtype: torch.dtype | None = None,
                        device: str = "cpu", int8: bool = False) -> Transformer:
-    """`load_model`, then the weights in the form that decodes fastest: int8 weight-only
-    quantization when asked, otherwise (on CPU) column-major linear weights."""
+    """`load_model`, then the weights in the form that decodes fastest: q/k/v and gate/up
+    projections merged, then int8 weight-only quantization when asked, otherwise (on CPU)
+    column-major linear weights."""
     model = load_model(path, dtype=dtype, device=device)
+    model.fuse_projections()
     if int8:
         quantize_int8(model)
     elif model.embed_tokens.weight.device.type == "cpu":

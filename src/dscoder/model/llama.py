@@ -29,6 +29,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one fused kernel
         # Normalise in fp32 and cast back before applying the gain, as the reference does,
         # so bf16/fp16 activations round the same way.
         x32 = x.float()
@@ -112,13 +114,28 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(hidden, kv_dim, bias=False)
         self.v_proj = nn.Linear(hidden, kv_dim, bias=False)
         self.o_proj = nn.Linear(config.num_heads * config.head_dim, hidden, bias=False)
+        self.qkv_proj: nn.Linear | None = None  # set by fuse_projections
         self.kv_cache: KVCache | None = None
+
+    def fuse_projections(self) -> None:
+        """Replace q_proj, k_proj and v_proj by one projection to [q; k; v] (for inference:
+        one matrix product reads the three matrices in a single pass, with a third of the calls)."""
+        self.qkv_proj = _concatenated(self.q_proj, self.k_proj, self.v_proj)
+        del self.q_proj, self.k_proj, self.v_proj
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.qkv_proj is None:
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        kv_dim = self.num_kv_heads * self.head_dim
+        q, k, v = self.qkv_proj(x).split((self.num_heads * self.head_dim, kv_dim, kv_dim), dim=-1)
+        return q, k, v
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, access: CacheAccess | None) -> Tensor:
         batch, length, _ = x.shape
-        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(batch, length, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(batch, length, self.num_kv_heads, self.head_dim)
+        q, k, v = self._project(x)
+        q = q.view(batch, length, self.num_heads, self.head_dim)
+        k = k.view(batch, length, self.num_kv_heads, self.head_dim)
+        v = v.view(batch, length, self.num_kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         grouped = self.num_heads != self.num_kv_heads
         if access is None:
@@ -140,9 +157,26 @@ class FeedForward(nn.Module):
         self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_up_proj: nn.Linear | None = None  # set by fuse_projections
+
+    def fuse_projections(self) -> None:
+        """Replace gate_proj and up_proj by one projection to [gate; up] (for inference)."""
+        self.gate_up_proj = _concatenated(self.gate_proj, self.up_proj)
+        del self.gate_proj, self.up_proj
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_proj is None:
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+def _concatenated(*linears: nn.Linear) -> nn.Linear:
+    """One bias-free, frozen nn.Linear whose output is the outputs of `linears`, concatenated."""
+    weight = torch.cat([linear.weight.detach() for linear in linears])
+    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    fused.weight = nn.Parameter(weight, requires_grad=False)
+    return fused
 
 
 class DecoderLayer(nn.Module):
@@ -216,6 +250,16 @@ class Transformer(nn.Module):
         for layer in self.layers:
             layer.self_attn.kv_cache = KVCache(max_batch_size, max_seq_len, self.config.num_kv_heads,
                                                self.config.head_dim, dtype, device)
+
+    def fuse_projections(self) -> None:
+        """Merge each layer's q/k/v and gate/up projections into one matrix each, for decoding.
+
+        Checkpoints are not written from a fused model (its parameter names differ from the
+        Hugging Face layout), and it does not train: the fused weights are frozen.
+        """
+        for layer in self.layers:
+            layer.self_attn.fuse_projections()
+            layer.mlp.fuse_projections()
 
     @property
     def cache(self) -> KVCache | None:

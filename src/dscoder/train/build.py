@@ -27,6 +27,12 @@ VOCAB_MULTIPLE = 256
 PRETRAIN_LR = 5.3e-4  # the paper's 1.3B model
 SFT_LR = 2e-5  # DeepSeek's public fine-tuning script (the paper: 1e-5)
 EXTEND_CONTEXT_STEPS = 1000
+EVAL_ROWS_PER_DOCUMENT = 16
+
+
+def padded_vocab_size(tokenizer: Tokenizer) -> int:
+    """Embedding rows for a tokenizer: its size rounded up to a multiple of VOCAB_MULTIPLE."""
+    return math.ceil(tokenizer.vocab_size / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
 def load_tokenizer(config: TrainConfig) -> Tokenizer:
@@ -51,7 +57,7 @@ def build_model(config: TrainConfig, tokenizer: Tokenizer, resume: Path | None) 
     else:
         preset = PRESETS[config.model]
         model_config = preset.replace(
-            vocab_size=math.ceil(tokenizer.vocab_size / VOCAB_MULTIPLE) * VOCAB_MULTIPLE,
+            vocab_size=padded_vocab_size(tokenizer),
             bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id,
             max_position_embeddings=max(preset.max_position_embeddings, config.seq_len))
         torch.manual_seed(config.seed)
@@ -64,7 +70,8 @@ def build_model(config: TrainConfig, tokenizer: Tokenizer, resume: Path | None) 
     return model.train()
 
 
-def saved_identity(config: TrainConfig, model: Transformer, tokenizer: Tokenizer) -> tuple[ModelConfig, Tokenizer]:
+def saved_identity(config: TrainConfig, model: Transformer,
+                   tokenizer: Tokenizer) -> tuple[ModelConfig, Tokenizer]:
     """The config and tokenizer checkpoints are saved with: instruction-tuned models end their
     turns with <|EOT|>, so that is their EOS, for generation and for the tokenizer."""
     if config.stage != "sft":
@@ -129,9 +136,12 @@ def build_data(config: TrainConfig, tokenizer: Tokenizer, dist: Dist) -> RunData
             fraction = config.eval_fraction
             keep_train = lambda doc_id: not held_out(doc_id, fraction)  # noqa: E731
             keep_eval = lambda doc_id: held_out(doc_id, fraction)  # noqa: E731
-        # One row's worth of each held-out document, so the rows sample many documents.
+        # Held-out rows are packed as training rows are, but with at most EVAL_ROWS_PER_DOCUMENT
+        # rows from one document, so that one large repository does not make up the whole set.
+        # (Only the first row of each document would over-sample file headers and docstrings,
+        # which are harder than the average training row.)
         eval_stream = PackedStream(eval_corpus, encoder, config.seq_len, dist, keep_eval, epochs=1,
-                                   max_document_tokens=config.seq_len + 1)
+                                   max_document_tokens=EVAL_ROWS_PER_DOCUMENT * (config.seq_len + 1))
         eval_ids = eval_stream.take(config.eval_sequences) if config.eval_fraction or config.eval_data \
             else np.zeros((0, config.seq_len + 1), np.int32)
         eval_labels = eval_ids

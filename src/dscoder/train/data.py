@@ -181,8 +181,8 @@ class Corpus:
         shard = int(order[k])
         key = (epoch, shard)
         if key not in self._rows:
-            rows = np.random.default_rng([self.seed, epoch, shard]).permutation(self.shards[shard].num_documents)
-            self._rows = {key: rows}
+            rng = np.random.default_rng([self.seed, epoch, shard])
+            self._rows = {key: rng.permutation(self.shards[shard].num_documents)}
         ids, texts = self._shard(shard)
         row = int(self._rows[key][position - int(starts[k])])
         return ids[row], texts[row]
@@ -379,7 +379,8 @@ class MicroBatch:
         return int((self.targets != IGNORE_INDEX).sum())
 
 
-def micro_batches(rows: np.ndarray, labels: np.ndarray, dist: Dist, micro_batch_size: int) -> list[MicroBatch]:
+def micro_batches(rows: np.ndarray, labels: np.ndarray, dist: Dist,
+                  micro_batch_size: int) -> list[MicroBatch]:
     """This process's share of a global batch of rows [G, T + 1], as micro-batches.
 
     Process r takes rows [r G/W, (r+1) G/W), so the global batch is the same whatever the

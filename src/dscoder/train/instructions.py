@@ -41,6 +41,11 @@ def _answer(rng: random.Random, code: str) -> str:
     return f"{intro}\n\n{block}" if intro else block
 
 
+def _body(*lines: str) -> str:
+    """A function body from its lines, indented one level."""
+    return "".join(f"    {line}\n" for line in lines)
+
+
 def _function_task(rng: random.Random, names: tuple[str, ...], args: str, what: str, body: str,
                    example: str, expected: object) -> Task:
     """A task whose check calls the function on `example` (argument source) for `expected`;
@@ -56,42 +61,42 @@ def _function_task(rng: random.Random, names: tuple[str, ...], args: str, what: 
 
 def _two_numbers(rng: random.Random) -> Task:
     a, b = rng.randint(-50, 50), rng.randint(1, 50)
-    op, names, what, expr, expected = rng.choice([
-        ("+", ("add", "plus", "sum_two"), "returns the sum of a and b", "a + b", a + b),
-        ("-", ("subtract", "minus", "difference"), "returns a minus b", "a - b", a - b),
-        ("*", ("multiply", "times", "product"), "returns the product of a and b", "a * b", a * b),
-        ("max", ("larger", "maximum", "bigger"), "returns the larger of a and b", "a if a > b else b", max(a, b)),
-        ("min", ("smaller", "minimum", "lesser"), "returns the smaller of a and b", "a if a < b else b", min(a, b)),
-        ("avg", ("average", "mean_of_two", "midpoint"), "returns the average of a and b", "(a + b) / 2", (a + b) / 2),
-        ("%", ("remainder", "modulo", "mod"), "returns the remainder of a divided by b", "a % b", a % b),
+    names, what, expr, expected = rng.choice([
+        (("add", "plus", "sum_two"), "returns the sum of a and b", "a + b", a + b),
+        (("subtract", "minus", "difference"), "returns a minus b", "a - b", a - b),
+        (("multiply", "times", "product"), "returns the product of a and b", "a * b", a * b),
+        (("larger", "maximum", "bigger"), "returns the larger of a and b", "a if a > b else b", max(a, b)),
+        (("smaller", "minimum", "lesser"), "returns the smaller of a and b", "a if a < b else b", min(a, b)),
+        (("average", "mean_of_two", "midpoint"), "returns the mean of a and b", "(a + b) / 2", (a + b) / 2),
+        (("remainder", "modulo", "mod"), "returns the remainder of a divided by b", "a % b", a % b),
     ])
-    return _function_task(rng, names, "a, b", what, f"    return {expr}\n", f"{a}, {b}", expected)
+    return _function_task(rng, names, "a, b", what, _body(f"return {expr}"), f"{a}, {b}", expected)
 
 
 def _list_task(rng: random.Random) -> Task:
     values = [rng.randint(-20, 40) for _ in range(rng.randint(3, 7))]
     names, what, body, expected = rng.choice([
         (("total", "list_sum", "sum_list"), "returns the sum of the numbers in a list",
-         "    result = 0\n    for x in numbers:\n        result += x\n    return result\n", sum(values)),
+         _body("result = 0", "for x in numbers:", "    result += x", "return result"), sum(values)),
         (("largest", "list_max", "find_max"), "returns the largest number in a non-empty list",
-         "    best = numbers[0]\n    for x in numbers[1:]:\n        if x > best:\n            best = x\n    return best\n",
-         max(values)),
+         _body("best = numbers[0]", "for x in numbers[1:]:", "    if x > best:", "        best = x",
+               "return best"), max(values)),
         (("smallest", "list_min", "find_min"), "returns the smallest number in a non-empty list",
-         "    best = numbers[0]\n    for x in numbers[1:]:\n        if x < best:\n            best = x\n    return best\n",
-         min(values)),
+         _body("best = numbers[0]", "for x in numbers[1:]:", "    if x < best:", "        best = x",
+               "return best"), min(values)),
         (("count_even", "evens", "number_of_evens"), "counts the even numbers in a list",
-         "    return sum(1 for x in numbers if x % 2 == 0)\n", sum(x % 2 == 0 for x in values)),
+         _body("return sum(1 for x in numbers if x % 2 == 0)"), sum(x % 2 == 0 for x in values)),
         (("only_positive", "positives", "keep_positive"), "returns the positive numbers of a list, in order",
-         "    return [x for x in numbers if x > 0]\n", [x for x in values if x > 0]),
+         _body("return [x for x in numbers if x > 0]"), [x for x in values if x > 0]),
         (("squares", "square_all", "squared"), "returns the squares of the numbers in a list",
-         "    return [x * x for x in numbers]\n", [x * x for x in values]),
+         _body("return [x * x for x in numbers]"), [x * x for x in values]),
         (("reverse_list", "reversed_copy", "backwards"), "returns a reversed copy of a list",
-         "    return numbers[::-1]\n", values[::-1]),
-        (("sort_numbers", "sorted_copy", "ascending"), "returns the numbers of a list sorted in ascending order",
-         "    return sorted(numbers)\n", sorted(values)),
+         _body("return numbers[::-1]"), values[::-1]),
+        (("sort_numbers", "sorted_copy", "ascending"), "returns the numbers of a list in ascending order",
+         _body("return sorted(numbers)"), sorted(values)),
         (("unique", "dedupe", "distinct"), "returns the distinct numbers of a list in first-seen order",
-         "    seen = []\n    for x in numbers:\n        if x not in seen:\n            seen.append(x)\n    return seen\n",
-         list(dict.fromkeys(values))),
+         _body("seen = []", "for x in numbers:", "    if x not in seen:", "        seen.append(x)",
+               "return seen"), list(dict.fromkeys(values))),
     ])
     return _function_task(rng, names, "numbers", what, body, repr(values), expected)
 
@@ -100,18 +105,18 @@ def _string_task(rng: random.Random) -> Task:
     word = rng.choice(["level", "python", "racecar", "banana", "Deep Seek", "hello world", "noon", "coder"])
     names, what, body, expected = rng.choice([
         (("reverse_string", "reverse", "backwards_text"), "returns the string s reversed",
-         "    return s[::-1]\n", word[::-1]),
+         _body("return s[::-1]"), word[::-1]),
         (("count_vowels", "vowels", "vowel_count"), "counts the vowels (a, e, i, o, u) in the string s",
-         "    return sum(1 for c in s.lower() if c in \"aeiou\")\n", sum(c in "aeiou" for c in word.lower())),
+         _body('return sum(1 for c in s.lower() if c in "aeiou")'), sum(c in "aeiou" for c in word.lower())),
         (("is_palindrome", "palindrome", "reads_same_backwards"),
-         "returns True when the string s reads the same backwards",
-         "    return s == s[::-1]\n", word == word[::-1]),
+         "returns True when the string s reads the same backwards", _body("return s == s[::-1]"),
+         word == word[::-1]),
         (("shout", "to_upper", "upper"), "returns the string s in upper case",
-         "    return s.upper()\n", word.upper()),
+         _body("return s.upper()"), word.upper()),
         (("count_words", "word_count", "words"), "returns the number of words in the string s",
-         "    return len(s.split())\n", len(word.split())),
+         _body("return len(s.split())"), len(word.split())),
         (("title_case", "capitalize_words", "titled"), "capitalizes the first letter of every word in s",
-         "    return \" \".join(w[:1].upper() + w[1:] for w in s.split())\n",
+         _body('return " ".join(w[:1].upper() + w[1:] for w in s.split())'),
          " ".join(w[:1].upper() + w[1:] for w in word.split())),
     ])
     return _function_task(rng, names, "s", what, body, repr(word), expected)
@@ -121,21 +126,22 @@ def _number_task(rng: random.Random) -> Task:
     n = rng.randint(2, 12)
     names, what, body, expected = rng.choice([
         (("factorial", "fact", "factorial_of"), "returns n! (the factorial of n)",
-         "    result = 1\n    for i in range(2, n + 1):\n        result *= i\n    return result\n",
+         _body("result = 1", "for i in range(2, n + 1):", "    result *= i", "return result"),
          math.factorial(n)),
-        (("fibonacci", "fib", "nth_fibonacci"), "returns the n-th Fibonacci number, with fib(0) = 0 and fib(1) = 1",
-         "    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n", _fib(n)),
+        (("fibonacci", "fib", "nth_fibonacci"),
+         "returns the n-th Fibonacci number, with fib(0) = 0 and fib(1) = 1",
+         _body("a, b = 0, 1", "for _ in range(n):", "    a, b = b, a + b", "return a"), _fib(n)),
         (("is_prime", "prime", "check_prime"), "returns True when n is a prime number",
-         "    if n < 2:\n        return False\n    i = 2\n    while i * i <= n:\n        if n % i == 0:\n"
-         "            return False\n        i += 1\n    return True\n", all(n % d for d in range(2, n))),
+         _body("if n < 2:", "    return False", "i = 2", "while i * i <= n:", "    if n % i == 0:",
+               "        return False", "    i += 1", "return True"), all(n % d for d in range(2, n))),
         (("sum_to", "triangle", "sum_up_to"), "returns the sum of the integers from 1 to n",
-         "    return n * (n + 1) // 2\n", n * (n + 1) // 2),
+         _body("return n * (n + 1) // 2"), n * (n + 1) // 2),
         (("sum_of_squares", "squares_sum", "square_total"), "returns 1*1 + 2*2 + ... + n*n",
-         "    return sum(i * i for i in range(1, n + 1))\n", sum(i * i for i in range(1, n + 1))),
+         _body("return sum(i * i for i in range(1, n + 1))"), sum(i * i for i in range(1, n + 1))),
         (("is_even", "even", "check_even"), "returns True when n is even",
-         "    return n % 2 == 0\n", n % 2 == 0),
+         _body("return n % 2 == 0"), n % 2 == 0),
         (("to_fahrenheit", "celsius_to_fahrenheit", "c_to_f"), "converts n degrees Celsius to Fahrenheit",
-         "    return n * 9 / 5 + 32\n", n * 9 / 5 + 32),
+         _body("return n * 9 / 5 + 32"), n * 9 / 5 + 32),
     ])
     return _function_task(rng, names, "n", what, body, str(n), expected)
 
@@ -150,17 +156,17 @@ def _dict_task(rng: random.Random) -> Task:
     names, args, what, body, example, expected = rng.choice([
         (("word_counts", "count_words_in", "frequencies"), "text",
          "returns a dictionary mapping each word of text to how often it occurs",
-         "    counts = {}\n    for word in text.split():\n        counts[word] = counts.get(word, 0) + 1\n    return counts\n",
-         repr(text), counts),
+         _body("counts = {}", "for word in text.split():", "    counts[word] = counts.get(word, 0) + 1",
+               "return counts"), repr(text), counts),
         (("merge", "merge_dicts", "combined"), "a, b",
          "returns a new dictionary with the items of a and b, b winning on equal keys",
-         "    result = dict(a)\n    result.update(b)\n    return result\n", f"{a!r}, {b!r}", {**a, **b}),
+         _body("result = dict(a)", "result.update(b)", "return result"), f"{a!r}, {b!r}", {**a, **b}),
         (("invert", "swap_keys_values", "inverted"), "d",
          "returns a dictionary whose keys are the values of d and whose values are its keys",
-         "    return {value: key for key, value in d.items()}\n", repr(a), {v: k for k, v in a.items()}),
+         _body("return {value: key for key, value in d.items()}"), repr(a), {v: k for k, v in a.items()}),
         (("common", "intersection", "shared_items"), "a, b",
          "returns the items of list a that also occur in list b, in the order of a",
-         "    return [x for x in a if x in b]\n", f"{words[:3]!r}, {words[1:]!r}", words[1:3]),
+         _body("return [x for x in a if x in b]"), f"{words[:3]!r}, {words[1:]!r}", words[1:3]),
     ])
     return _function_task(rng, names, args, what, body, example, expected)
 
@@ -194,5 +200,6 @@ def generate_tasks(count: int, seed: int = 0) -> list[Task]:
 def write_instructions(path: Path, count: int, seed: int = 0) -> Path:
     """The tasks as instruction-tuning JSONL (`instruction`, `output`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(t.record()) + "\n" for t in generate_tasks(count, seed)), encoding="utf-8")
+    lines = [json.dumps(task.record()) + "\n" for task in generate_tasks(count, seed)]
+    path.write_text("".join(lines), encoding="utf-8")
     return path

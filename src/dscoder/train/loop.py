@@ -113,7 +113,8 @@ def _train(config: TrainConfig, dist: Dist) -> TrainResult:
         load_optimizer(resume, module, optimizer)
         data.batches.load_state_dict(state["data"])
         load_rng(resume, dist)
-        step, tokens_seen, train_time, lr_now = state["step"], state["tokens"], state["train_time_s"], state["lr"]
+        step, tokens_seen, lr_now = state["step"], state["tokens"], state["lr"]
+        train_time = state["train_time_s"]
         say(f"{config.stage}: resuming {out} at step {step} from {resume.name}")
     log = MetricsLog(out / METRICS_FILE, dist.is_main, resume_step=step if resume else None,
                      tensorboard_dir=out / "tensorboard" if config.tensorboard else None)
@@ -123,7 +124,8 @@ def _train(config: TrainConfig, dist: Dist) -> TrainResult:
     step_flops = flops_per_token(model.config, config.seq_len) * tokens_per_step
     peak = peak_tflops(dist.device, config.peak_tflops)
     bf16_autocast = dist.device.type == "cuda" and not dist.sharded  # sharded: FSDP casts instead
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16_autocast else contextlib.nullcontext
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if bf16_autocast else contextlib.nullcontext()
     say(f"{config.stage}: {model.config.num_parameters() / 1e6:.1f}M parameters, {dist.world_size} "
         f"process(es) on {dist.device.type}, {data.total_steps} steps of {config.batch_size} x "
         f"{config.seq_len} tokens, {len(data.eval_ids)} held-out rows, output {out}")

@@ -47,13 +47,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # Softmax and sums in fp32 at least, whatever the matmuls run in.
         acc_dtype = torch.promote_types(compute_dtype, torch.float32)
         w = weight.to(compute_dtype)
+        # MKL multiplies by a row-major [hidden, vocab] copy about 10% faster than by the
+        # transposed view; GPUs' BLAS takes the view as it is.
+        w_t = w.T.contiguous() if w.device.type == "cpu" else w.T
         total = torch.zeros((), dtype=acc_dtype, device=hidden.device)
         grad_hidden = torch.empty_like(hidden_kept) if needs_grad else None
         grad_weight = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device) if needs_grad else None
         for start in range(0, hidden_kept.shape[0], chunk_rows):
             h = hidden_kept[start:start + chunk_rows].to(compute_dtype)
             t = targets[start:start + chunk_rows, None]
-            logits = (h @ w.T).to(acc_dtype)
+            logits = (h @ w_t).to(acc_dtype)
             target_logits = logits.gather(1, t)
             # Softmax in place, each exponential computed once: exp(z - max) / sum.
             row_max = logits.amax(dim=1, keepdim=True)

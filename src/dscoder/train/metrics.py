@@ -64,14 +64,15 @@ class MetricsLog:
         self._writer = None
         if not enabled:
             return
-        kept = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step] if resume_step is not None else []
+        kept = [] if resume_step is None else [r for r in read_metrics(path) if r["step"] <= resume_step]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         if tensorboard_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as error:
-                raise UserError("--tensorboard needs the tensorboard package (pip install tensorboard)") from error
+                raise UserError("--tensorboard needs the tensorboard package "
+                                "(pip install tensorboard)") from error
             self._writer = SummaryWriter(str(tensorboard_dir))
 
     def write(self, record: dict[str, Any]) -> None:
