@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from eval_support import BENCHMARKS
 
+from dscoder.errors import UserError
 from dscoder.eval.benchmarks.pal_math import PalMath, extract_solution_program, few_shot_prompt
 from dscoder.eval.runner import run_benchmark
 from dscoder.eval.sources import ReferenceSolutions, SamplesFile
@@ -104,3 +105,46 @@ def test_gsm_hard_reference_programs_agree_with_their_targets(tmp_path: Path) ->
     mismatches = {row["task_id"]: row["detail"] for row in rows if row["status"] != "passed"}
     assert mismatches == {}
     assert score.pass_at_k["pass@1"] == 1.0
+
+
+def test_user_supplied_tabmwp_asdiv_mawps_files_load_and_score(tmp_path: Path) -> None:
+    """The three datasets the project does not ship, in the row formats of their published
+    files (the tests write them): questions, answers (fractions, percentages, units) and
+    judging end to end."""
+    tabmwp = PalMath("tabmwp", write_jsonl(tmp_path / "tabmwp.jsonl", [
+        {"table_title": "Apples sold", "table": "Day | Apples\nMonday | 12\nTuesday | 30",
+         "question": "How many more apples were sold on Tuesday than on Monday?", "answer": "18",
+         "ans_type": "integer_number", "choices": None},
+        {"table": "Fruit | Share\napple | 1/4", "question": "What share of the fruit is apples?",
+         "answer": "1/4", "ans_type": "decimal_number"},
+        {"table": "Item | Price\npen | $2", "question": "Which is cheaper?", "answer": "pen",
+         "ans_type": "extractive_text", "choices": ["pen", "book"]},
+    ]))
+    first = tabmwp.problems[0]
+    assert 'Read the following table regarding "Apples sold" and answer a question:\nDay | Apples' in first.prompt
+    assert [p.fields["answer"] for p in tabmwp.problems] == [18.0, 0.25, "pen"]
+    assert "Please select from the following options: ['pen', 'book']" in tabmwp.problems[2].prompt
+
+    asdiv = PalMath("asdiv", write_jsonl(tmp_path / "asdiv.jsonl", [
+        {"body": "Seven red apples and two green apples are in the basket.",
+         "question": "How many apples are in the basket?", "answer": "9 (apples)"},
+    ]))
+    assert asdiv.problems[0].fields["answer"] == "9"
+    assert asdiv.problems[0].prompt.endswith(
+        "Question: Seven red apples and two green apples are in the basket. How many apples are in the basket?\n")
+
+    mawps = PalMath("mawps", write_jsonl(tmp_path / "mawps.jsonl", [
+        {"input": "Joan had 9 blue balloons but lost 2. How many does she have now?", "target": 7.0},
+    ]))
+    assert mawps.problems[0].fields["answer"] == 7.0
+
+    programs = {"tabmwp/0": "def solution():\n    return 30 - 12\n",
+                "tabmwp/1": "def solution():\n    return 1 / 4\n",
+                "tabmwp/2": "def solution():\n    return 'book'\n"}  # wrong
+    samples = write_jsonl(tmp_path / "samples.jsonl", [{"task_id": k, "completion": v} for k, v in programs.items()])
+    run_benchmark(tabmwp, SamplesFile(samples), tmp_path / "out")
+    rows = {row["task_id"]: row["status"] for row in
+            map(json.loads, (tmp_path / "out/runs/tabmwp/executions.jsonl").read_text().splitlines())}
+    assert rows == {"tabmwp/0": "passed", "tabmwp/1": "passed", "tabmwp/2": "failed"}
+    with pytest.raises(UserError):
+        PalMath("asdiv", write_jsonl(tmp_path / "bad.jsonl", [{"question": "no body"}]))
