@@ -123,20 +123,24 @@ class Attention(nn.Module):
         self.qkv_proj = _concatenated(self.q_proj, self.k_proj, self.v_proj)
         del self.q_proj, self.k_proj, self.v_proj
 
-    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _rotated_qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q [B, T, H, D] and k [B, T, Hkv, D] with RoPE applied, and v [B, T, Hkv, D]."""
+        batch, length, _ = x.shape
+        heads, kv_heads, dim = self.num_heads, self.num_kv_heads, self.head_dim
         if self.qkv_proj is None:
-            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        kv_dim = self.num_kv_heads * self.head_dim
-        q, k, v = self.qkv_proj(x).split((self.num_heads * self.head_dim, kv_dim, kv_dim), dim=-1)
-        return q, k, v
+            q = self.q_proj(x).view(batch, length, heads, dim)
+            k = self.k_proj(x).view(batch, length, kv_heads, dim)
+            v = self.v_proj(x).view(batch, length, kv_heads, dim)
+            return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        # q and k sit side by side in the fused output: one rotation serves both heads' sets
+        # (decoding pays per operation, not per element).
+        qkv = self.qkv_proj(x).view(batch, length, heads + 2 * kv_heads, dim)
+        qk = apply_rope(qkv[:, :, : heads + kv_heads], cos, sin)
+        return qk[:, :, :heads], qk[:, :, heads:], qkv[:, :, heads + kv_heads:]
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, access: CacheAccess | None) -> Tensor:
         batch, length, _ = x.shape
-        q, k, v = self._project(x)
-        q = q.view(batch, length, self.num_heads, self.head_dim)
-        k = k.view(batch, length, self.num_kv_heads, self.head_dim)
-        v = v.view(batch, length, self.num_kv_heads, self.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = self._rotated_qkv(x, cos, sin)
         grouped = self.num_heads != self.num_kv_heads
         if access is None:
             y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
