@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_data import BENCHMARKS
 
 from dscoder.data.decontam import Decontaminator, load_decontaminator, ngram_hashes, tokenize
 from dscoder.errors import UserError
-
-BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 
 
 def first_record(relative: str, **where) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from benchmark_data import BENCHMARKS, require
 
 from dscoder.cli import main
 from dscoder.data.executors import LocalExecutor, RayExecutor
@@ -22,7 +23,6 @@ from dscoder.data.sources import plan_repositories
 from dscoder.data.steps import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ROOT.parent / "shared" / "benchmarks"
 
 UTILS = '''"""Small helpers shared by the application."""
 
@@ -277,10 +277,9 @@ def test_near_duplicate_repository_is_removed_whole(tmp_path):
     assert_accounting_closes(report)
 
 
-@pytest.mark.skipif(not BENCHMARKS.is_dir(), reason="needs ../shared/benchmarks")
 def test_decontamination_drops_benchmark_code(tmp_path):
     repo = make_app_repo(tmp_path / "repos", "leaky")
-    problem = json.loads(gzip.open(BENCHMARKS / "humaneval" / "HumanEval.jsonl.gz", "rt").readline())
+    problem = json.loads(gzip.open(require(BENCHMARKS / "humaneval") / "HumanEval.jsonl.gz", "rt").readline())
     (repo / "app" / "solution.py").write_text(problem["prompt"] + problem["canonical_solution"])
     report = run_build(plan_repositories([str(repo)]), tmp_path / "out", decontaminate=str(BENCHMARKS))
     assert report["files_dropped"]["contaminated"] == 1

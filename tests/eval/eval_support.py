@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from dscoder.cli import eval as eval_cli
 
-BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+from benchmark_data import BENCHMARKS, require  # noqa: F401  (re-exported for the eval tests)
 
 
 def run_eval_cli(argv: list[str]) -> int:

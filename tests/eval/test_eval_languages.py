@@ -14,11 +14,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from benchmark_data import BENCHMARKS, require
 
 from dscoder.eval import languages
 from dscoder.eval.sandbox import Executor
 
-BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 MULTILINGUAL = BENCHMARKS / "deepseek-humaneval-multilingual"
 SOLUTIONS = Path(__file__).parent / "fixtures" / "solutions"
 COMPILED_AND_SCRIPTED = ("cpp", "java", "php", "ts", "cs", "sh", "js")
@@ -98,7 +98,7 @@ def test_early_exit_fails_in_every_language(multilingual_results):
 
 @pytest.fixture(scope="module")
 def humaneval():
-    return read_jsonl_gz(BENCHMARKS / "humaneval" / "HumanEval.jsonl.gz")
+    return read_jsonl_gz(require(BENCHMARKS / "humaneval" / "HumanEval.jsonl.gz"))
 
 
 def humaneval_program(problem: dict, completion: str) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import pytest
-from eval_support import BENCHMARKS
+from eval_support import BENCHMARKS, require
 
 from dscoder.errors import UserError
 from dscoder.eval.benchmarks.humaneval import HumanEval
@@ -17,7 +18,13 @@ from dscoder.eval.sandbox import Executor
 from dscoder.eval.sources import GenerationRequest, SamplesFile
 
 DATA = BENCHMARKS / "humaneval" / "HumanEval.jsonl.gz"
-CANONICAL = {row["task_id"]: row["canonical_solution"] for row in read_jsonl(DATA)}
+
+
+@cache
+def canonical() -> dict[str, str]:
+    return {row["task_id"]: row["canonical_solution"] for row in read_jsonl(require(DATA))}
+
+
 SETTINGS = RunSettings(samples_per_problem=2, temperature=0.8, max_problems=6)  # 12 samples
 CAPACITY = Capacity(batch_size=4, workers=2)
 
@@ -37,7 +44,7 @@ class CountingModel:
         if self.interrupt_after is not None and len(self.requests) >= self.interrupt_after:
             raise KeyboardInterrupt
         self.requests += requests
-        return ["\n" + CANONICAL[r.task_id] for r in requests]
+        return ["\n" + canonical()[r.task_id] for r in requests]
 
 
 class CountingExecutors:
@@ -136,7 +143,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
 
 def test_a_changed_samples_file_is_not_mixed_with_the_old_run(tmp_path: Path) -> None:
     samples = tmp_path / "samples.jsonl"
-    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": CANONICAL["HumanEval/0"]}) + "\n")
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": canonical()["HumanEval/0"]}) + "\n")
     settings = RunSettings(max_problems=1)
     run_benchmark(HumanEval(DATA), SamplesFile(samples), tmp_path / "out", settings)
     samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return True\n"}) + "\n")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from eval_support import BENCHMARKS, run_eval_cli
+from eval_support import BENCHMARKS, require, run_eval_cli
 
 from dscoder.errors import UserError
 from dscoder.eval.jsonl import read_jsonl
@@ -23,7 +24,11 @@ from dscoder.eval.sources import (
 )
 
 HUMANEVAL = BENCHMARKS / "humaneval" / "HumanEval.jsonl.gz"
-CANONICAL = {row["prompt"].strip(): row for row in read_jsonl(HUMANEVAL)}
+
+
+@cache
+def canonical() -> dict[str, dict]:
+    return {row["prompt"].strip(): row for row in read_jsonl(require(HUMANEVAL))}
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
@@ -43,13 +48,13 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         elif body.get("model") != "fake-coder":
             self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
         elif self.path == "/v1/completions":
-            row = CANONICAL.get(body["prompt"])
+            row = canonical().get(body["prompt"])
             text = "\n" + row["canonical_solution"] + "\n\ndef unrelated():\n    pass\n" if row else "?"
             self._send(200, {"choices": [{"index": 0, "text": text, "finish_reason": "stop"}]})
         elif self.path == "/v1/chat/completions":
             content = body["messages"][-1]["content"]
             code = content.split("```python\n", 1)[1].rsplit("\n```", 1)[0]
-            row = CANONICAL[code]
+            row = canonical()[code]
             answer = f"Here it is:\n```python\n{row['prompt']}{row['canonical_solution']}```\n"
             self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]})
         else:
@@ -80,7 +85,7 @@ def server() -> Iterator[str]:
 
 
 def first_prompt() -> str:
-    return next(iter(CANONICAL))
+    return next(iter(canonical()))
 
 
 def test_completion_request_body(server: str) -> None:
