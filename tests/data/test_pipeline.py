@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from benchmark_data import BENCHMARKS, require
 
 from dscoder.cli import main

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-import sysconfig
 from pathlib import Path
 
 import pytest
-import torch
 from eval_support import BENCHMARKS, run_eval_cli
+from tiny_checkpoint import stdlib_tokenizer, write_checkpoint
 
 from dscoder.eval.sources import ChatMessage, GenerationRequest, LocalModel
-from dscoder.model import PRESETS, Transformer, save_model
-from dscoder.tokenizer import train_tokenizer
-
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer model with a 512-token context and a tokenizer trained on two modules."""
-    texts = [(STDLIB / name).read_text(encoding="utf-8") for name in ("textwrap.py", "string.py")]
-    tokenizer = train_tokenizer(texts, vocab_size=400)
-    config = PRESETS["test"].replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
-                                     eos_token_id=tokenizer.eos_id, max_position_embeddings=512)
-    torch.manual_seed(0)
-    model = Transformer(config)
-    model.init_weights(std=0.2)
-    directory = tmp_path_factory.mktemp("tiny-checkpoint")
-    save_model(model, directory)
-    tokenizer.save(directory)
-    return directory
+    tokenizer = stdlib_tokenizer(("textwrap.py", "string.py"), 400)
+    return write_checkpoint(tokenizer, tmp_path_factory.mktemp("tiny-checkpoint"))
 
 
 def test_prompts_and_chats_longer_than_the_context_still_generate(checkpoint: Path) -> None:

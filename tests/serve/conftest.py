@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,34 +10,22 @@ import pytest
 import torch
 
 from dscoder.infer import Engine
-from dscoder.model import PRESETS, Transformer, save_model
 from dscoder.serve import BackgroundServer, Scheduler, create_app
-from dscoder.tokenizer import Tokenizer, train_tokenizer
+from dscoder.tokenizer import Tokenizer
 from serve_support import BATCH, CONTEXT, MODEL_NAME
+from tiny_checkpoint import stdlib_tokenizer, write_checkpoint
 
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
 TRAINING_MODULES = ("argparse.py", "textwrap.py", "string.py")
 
 
 @pytest.fixture(scope="session")
 def tokenizer() -> Tokenizer:
-    texts = [(STDLIB / name).read_text(encoding="utf-8") for name in TRAINING_MODULES]
-    return train_tokenizer(texts, vocab_size=500)
+    return stdlib_tokenizer(TRAINING_MODULES, 500)
 
 
 @pytest.fixture(scope="session")
 def checkpoint(tokenizer: Tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Weights large enough (std 0.2) that greedy decoding wanders over many tokens, so
-    outputs are long and varied rather than one token repeated."""
-    config = PRESETS["test"].replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
-                                     eos_token_id=tokenizer.eos_id, max_position_embeddings=512)
-    torch.manual_seed(0)
-    model = Transformer(config)
-    model.init_weights(std=0.2)
-    directory = tmp_path_factory.mktemp("checkpoint") / MODEL_NAME
-    save_model(model, directory)
-    tokenizer.save(directory)
-    return directory
+    return write_checkpoint(tokenizer, tmp_path_factory.mktemp("checkpoint") / MODEL_NAME)
 
 
 @pytest.fixture(scope="session")

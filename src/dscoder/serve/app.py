@@ -87,31 +87,29 @@ def create_app(scheduler: Scheduler, model_name: str) -> FastAPI:
         check_model(name)
         return card
 
-    @app.post("/v1/completions", response_model=Completion)
-    async def completions(http: HttpRequest) -> Response:
-        body = await _parse(http, CompletionRequest)
+    async def answer(http: HttpRequest, request_type, make_jobs, id_prefix: str, make_chunks,
+                     make_body) -> Response:
+        """The one flow both endpoints share: parse, check the model, template, then stream
+        chunks or wait for the whole result (cancelled if the client goes away)."""
+        body = await _parse(http, request_type)
         check_model(body.model)
-        jobs = completion_jobs(body, tokenizer, scheduler.context_length)
-        info = ResponseInfo.new("cmpl", model_name)
+        jobs = make_jobs(body, tokenizer, scheduler.context_length)
+        info = ResponseInfo.new(id_prefix, model_name)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.stream:
-            return _event_stream(scheduler, jobs, lambda generation: completion_chunks(
+            return _event_stream(scheduler, jobs, lambda generation: make_chunks(
                 info, jobs, generation, include_usage))
         results = await _unless_disconnected(http, _results(scheduler, jobs))
-        return _json(completion_body(info, jobs, results))
+        return _json(make_body(info, jobs, results))
+
+    @app.post("/v1/completions", response_model=Completion)
+    async def completions(http: HttpRequest) -> Response:
+        return await answer(http, CompletionRequest, completion_jobs, "cmpl", completion_chunks,
+                            completion_body)
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion)
     async def chat_completions(http: HttpRequest) -> Response:
-        body = await _parse(http, ChatCompletionRequest)
-        check_model(body.model)
-        jobs = chat_jobs(body, tokenizer, scheduler.context_length)
-        info = ResponseInfo.new("chatcmpl", model_name)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        if body.stream:
-            return _event_stream(scheduler, jobs, lambda generation: chat_chunks(
-                info, jobs, generation, include_usage))
-        results = await _unless_disconnected(http, _results(scheduler, jobs))
-        return _json(chat_body(info, jobs, results))
+        return await answer(http, ChatCompletionRequest, chat_jobs, "chatcmpl", chat_chunks, chat_body)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
