@@ -7,6 +7,7 @@ import torch
 
 from dscoder.errors import UserError
 from dscoder.infer import Engine, Request, SamplingParams, completion_prompt
+from dscoder.infer.layout import CpuLinear
 from dscoder.model import Transformer
 from dscoder.tokenizer import Tokenizer
 
@@ -38,22 +39,26 @@ def test_greedy_matches_decoding_without_a_cache(engine: Engine, model: Transfor
     assert (result.finish_reason, result.prompt_tokens, result.completion_tokens) == ("length", len(prompt), 12)
 
 
-def test_a_checkpoint_loads_fused_column_major_and_decodes_the_same(checkpoint, model: Transformer,
-                                                                    tokenizer: Tokenizer):
-    engine = Engine.from_checkpoint(checkpoint, max_batch_size=1, max_seq_len=64)
+@pytest.mark.parametrize("max_batch_size", [1, 4])
+def test_a_checkpoint_loads_fused_cpu_layers_and_decodes_the_same(checkpoint, model: Transformer,
+                                                                  tokenizer: Tokenizer, max_batch_size: int):
+    engine = Engine.from_checkpoint(checkpoint, max_batch_size=max_batch_size, max_seq_len=64)
     attn, mlp, plain = engine.model.layers[0].self_attn, engine.model.layers[0].mlp, model.layers[0]
     # q/k/v and gate/up are each one matrix; widening projections are re-stored column-major,
-    # narrowing ones stay row-major.
+    # narrowing ones stay row-major; an engine that batches also holds oneDNN copies.
     assert not hasattr(attn, "q_proj") and not hasattr(mlp, "gate_proj")
     assert mlp.gate_up_proj.weight.t().is_contiguous() and not mlp.gate_up_proj.weight.is_contiguous()
     assert mlp.down_proj.weight.is_contiguous()
+    linears = [m for m in engine.model.modules() if isinstance(m, CpuLinear)]
+    assert len(linears) == 4 * model.config.num_layers + 1
+    assert all((m.packed is not None) == (max_batch_size > 1) for m in linears)
     gate, up = mlp.gate_up_proj.weight.chunk(2)
     assert torch.equal(gate, plain.mlp.gate_proj.weight) and torch.equal(up, plain.mlp.up_proj.weight)
     q_rows = plain.self_attn.q_proj.out_features
     assert torch.equal(attn.qkv_proj.weight[:q_rows], plain.self_attn.q_proj.weight)
-    prompt = ids_of(tokenizer, PROMPTS[1])
-    (result,) = engine.generate([Request(prompt, greedy(10), ignore_eos=True)])
-    assert result.token_ids == reference_greedy(model, prompt, 10)
+    prompts = [ids_of(tokenizer, text) for text in PROMPTS]
+    results = engine.generate([Request(p, greedy(10), ignore_eos=True) for p in prompts])
+    assert [r.token_ids for r in results] == [reference_greedy(model, p, 10) for p in prompts]
 
 
 def test_a_batch_of_different_lengths_gives_each_prompt_its_own_result(

@@ -21,7 +21,7 @@ together, the prompts of waiting requests that fit into free rows (their first t
 from the prefill). Requests beyond the free rows wait in arrival order.
 
 `load_for_inference` loads a checkpoint in the form that decodes fastest (int8 weights, or on
-CPU column-major fp32 weights); `Engine.from_checkpoint` uses it.
+CPU the linear layers of `dscoder.infer.layout`); `Engine.from_checkpoint` uses it.
 
 On top of it: `generate(requests) -> list[Result]` runs a batch to completion and
 `stream(request)` yields one request's text as it is produced. The engine is not thread-safe:
@@ -46,7 +46,7 @@ from torch import Tensor
 
 from dscoder.errors import UserError
 from dscoder.infer.detok import IncrementalDetokenizer
-from dscoder.infer.layout import use_column_major_weights
+from dscoder.infer.layout import use_cpu_linears
 from dscoder.infer.quant import quantize_int8
 from dscoder.infer.sampling import Sampler, SamplingParams, choose_tokens
 from dscoder.infer.stops import StopStringMatcher
@@ -57,19 +57,21 @@ from dscoder.tokenizer import Tokenizer
 # memory (chunk x context per head) for long prompts.
 PREFILL_CHUNK = 512
 DEFAULT_MAX_SEQ_LEN = 4096
+DEFAULT_MAX_BATCH_SIZE = 8
 
 
 def load_for_inference(path: str | os.PathLike[str], dtype: torch.dtype | None = None,
-                       device: str = "cpu", int8: bool = False) -> Transformer:
+                       device: str = "cpu", int8: bool = False, max_rows: int = 1) -> Transformer:
     """`load_model`, then the weights in the form that decodes fastest: q/k/v and gate/up
-    projections merged, then int8 weight-only quantization when asked, otherwise (on CPU)
-    column-major linear weights."""
+    projections merged, then int8 weight-only quantization when asked, otherwise (on CPU) the
+    linear layers of `dscoder.infer.layout`, set up for products of up to `max_rows` rows (the
+    engine's batch size: above 1 they also keep a oneDNN copy of each weight)."""
     model = load_model(path, dtype=dtype, device=device)
     model.fuse_projections()
     if int8:
         quantize_int8(model)
     elif model.embed_tokens.weight.device.type == "cpu":
-        use_column_major_weights(model)
+        use_cpu_linears(model, max_rows)
     return model
 
 
@@ -125,7 +127,7 @@ class Engine:
     """Batched generation on one model. The engine owns the model's key/value cache (it calls
     `setup_cache` once, here), so one model serves one engine at a time."""
 
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, max_batch_size: int = 8,
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                  max_seq_len: int = DEFAULT_MAX_SEQ_LEN, compile: bool = False) -> None:
         config = model.config
         check_tokenizer_fits(config, tokenizer.vocab_size)
@@ -154,7 +156,10 @@ class Engine:
         """Load a checkpoint directory (tokenizer, and weights by `load_for_inference`). Other
         keyword arguments go to the constructor."""
         tokenizer = Tokenizer.from_dir(path)
-        return cls(load_for_inference(path, dtype, device, int8), tokenizer, **engine_args)
+        # A compiled decode step stays on the plain layers (the oneDNN copies are opaque to it).
+        max_rows = 1 if engine_args.get("compile") else engine_args.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
+        model = load_for_inference(path, dtype, device, int8, max_rows=max_rows)
+        return cls(model, tokenizer, **engine_args)
 
     # ---- the step-level API -------------------------------------------------------------
 

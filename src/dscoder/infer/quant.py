@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dscoder.infer.layout import replace_linears
+
 _COMPUTE_DTYPE = torch.bfloat16
 
 
@@ -43,8 +45,4 @@ class Int8Linear(nn.Module):
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Replace every bias-free nn.Linear of `model` in place with an Int8Linear; returns it."""
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and child.bias is None:
-                setattr(module, child_name, Int8Linear(child.weight))
-    return model
+    return replace_linears(model, lambda linear: Int8Linear(linear.weight))

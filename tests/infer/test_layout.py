@@ -1,0 +1,42 @@
+"""CPU linear layers for inference: the same products as nn.Linear, in faster forms."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dscoder.infer.layout import CpuLinear, use_cpu_linears
+
+
+@pytest.mark.parametrize("shape", [(96, 32), (32, 96)])  # widening, narrowing
+@pytest.mark.parametrize("max_rows", [1, 8])
+def test_cpu_linear_gives_nn_linear_results_for_one_row_and_many(shape, max_rows):
+    torch.manual_seed(0)
+    linear = nn.Linear(shape[1], shape[0], bias=False)
+    layer = CpuLinear(linear, max_rows)
+    assert (layer.packed is not None) == (max_rows > 1)  # oneDNN ships in torch's CPU wheels
+    assert layer.weight.t().is_contiguous() == (shape[0] >= shape[1])
+    with torch.inference_mode():
+        for x in (torch.randn(1, 1, shape[1]), torch.randn(5, shape[1]), torch.randn(2, 7, shape[1]),
+                  torch.randn(40, shape[1])):  # more rows than the hint: still right
+            expected = F.linear(x, linear.weight)
+            got = layer(x)
+            assert got.shape == expected.shape
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_oneDNN_is_not_given_stay_plain():
+    linear = nn.Linear(16, 48, bias=False).to(torch.bfloat16)
+    layer = CpuLinear(linear, max_rows=8)
+    assert layer.packed is None
+    x = torch.randn(4, 16, dtype=torch.bfloat16)
+    torch.testing.assert_close(layer(x), F.linear(x, linear.weight))
+
+
+def test_every_bias_free_linear_is_replaced_and_biased_ones_are_kept():
+    model = nn.Sequential(nn.Linear(8, 16, bias=False), nn.Sequential(nn.Linear(16, 4, bias=False)), nn.Linear(4, 2))
+    use_cpu_linears(model, max_rows=4)
+    assert isinstance(model[0], CpuLinear) and isinstance(model[1][0], CpuLinear)
+    assert type(model[2]) is nn.Linear
