@@ -16,8 +16,8 @@ were measured here (fp32, AMD EPYC, one thread; docs/performance.md):
 
 `CpuLinear` keeps what each case wants: the matrix-vector copy for one row and, when it will
 see more rows at once, the oneDNN copy. That costs the weights' memory twice, so it is done
-only for engines that batch (`max_rows > 1`), and only for fp32 weights, whose results it
-checks against `F.linear` once, at load; anything oneDNN cannot take stays plain.
+only for engines that batch (`max_rows > 1`), and only for fp32 weights on a torch whose oneDNN
+agrees with `F.linear` (dscoder.model.onednn); anything else stays plain.
 """
 
 from __future__ import annotations
@@ -28,23 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _onednn_linear(x: Tensor, packed: Tensor) -> Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-
-
-def _onednn_weight(weight: Tensor, max_rows: int) -> Tensor | None:
-    """W reordered by oneDNN for products with up to about `max_rows` rows, or None where
-    oneDNN is missing, refuses the weight, or disagrees with `F.linear`."""
-    if weight.dtype != torch.float32 or weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), max_rows)
-        probe = torch.randn(3, weight.shape[1], generator=torch.Generator().manual_seed(0))
-        agrees = torch.allclose(_onednn_linear(probe, packed), F.linear(probe, weight), rtol=1e-4, atol=1e-4)
-    except (RuntimeError, AttributeError):  # an op missing or refusing, in this build of torch
-        return None
-    return packed if agrees else None
+from dscoder.model import onednn
 
 
 class CpuLinear(nn.Module):
@@ -63,12 +47,13 @@ class CpuLinear(nn.Module):
             self.register_buffer("weight", weight.t().contiguous().t())
         else:
             self.register_buffer("weight", weight.contiguous())
-        self.packed = _onednn_weight(weight, max_rows) if max_rows > 1 else None
+        use_onednn = max_rows > 1 and weight.dtype == torch.float32 and weight.device.type == "cpu"
+        self.packed = onednn.pack(weight, max_rows) if use_onednn and onednn.available() else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is None or x.numel() == self.in_features:
             return F.linear(x, self.weight)
-        flat = _onednn_linear(x.reshape(-1, self.in_features), self.packed)
+        flat = onednn.packed_linear(x.reshape(-1, self.in_features), self.packed)
         return flat.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

@@ -19,7 +19,18 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from dscoder.errors import UserError
+from dscoder.model import onednn
 from dscoder.model.config import ModelConfig
+
+
+class Linear(nn.Linear):
+    """A bias-free nn.Linear whose large fp32 CPU products run through oneDNN (model/onednn.py)."""
+
+    def __init__(self, in_features: int, out_features: int, device: torch.device | str | None = None) -> None:
+        super().__init__(in_features, out_features, bias=False, device=device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return onednn.linear(x, self.weight)
 
 
 class RMSNorm(nn.Module):
@@ -110,10 +121,10 @@ class Attention(nn.Module):
         self.num_kv_heads = config.num_kv_heads
         self.head_dim = config.head_dim
         hidden, kv_dim = config.hidden_size, config.num_kv_heads * config.head_dim
-        self.q_proj = nn.Linear(hidden, config.num_heads * config.head_dim, bias=False)
-        self.k_proj = nn.Linear(hidden, kv_dim, bias=False)
-        self.v_proj = nn.Linear(hidden, kv_dim, bias=False)
-        self.o_proj = nn.Linear(config.num_heads * config.head_dim, hidden, bias=False)
+        self.q_proj = Linear(hidden, config.num_heads * config.head_dim)
+        self.k_proj = Linear(hidden, kv_dim)
+        self.v_proj = Linear(hidden, kv_dim)
+        self.o_proj = Linear(config.num_heads * config.head_dim, hidden)
         self.qkv_proj: nn.Linear | None = None  # set by fuse_projections
         self.kv_cache: KVCache | None = None
 
@@ -158,9 +169,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.gate_proj = Linear(config.hidden_size, config.intermediate_size)
+        self.up_proj = Linear(config.hidden_size, config.intermediate_size)
+        self.down_proj = Linear(config.intermediate_size, config.hidden_size)
         self.gate_up_proj: nn.Linear | None = None  # set by fuse_projections
 
     def fuse_projections(self) -> None:
@@ -178,7 +189,7 @@ class FeedForward(nn.Module):
 def _concatenated(*linears: nn.Linear) -> nn.Linear:
     """One bias-free, frozen nn.Linear whose output is the outputs of `linears`, concatenated."""
     weight = torch.cat([linear.weight.detach() for linear in linears])
-    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    fused = Linear(weight.shape[1], weight.shape[0], device="meta")
     fused.weight = nn.Parameter(weight, requires_grad=False)
     return fused
 
@@ -206,7 +217,7 @@ class Transformer(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.output = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.output = Linear(config.hidden_size, config.vocab_size)
         # Recompute each layer's activations in the backward pass instead of storing them.
         self.gradient_checkpointing = False
         table_shape = (config.max_position_embeddings, config.head_dim)
