@@ -51,7 +51,8 @@ def test_a_checkpoint_loads_fused_cpu_layers_and_decodes_the_same(checkpoint, mo
     assert mlp.down_proj.weight.is_contiguous()
     linears = [m for m in engine.model.modules() if isinstance(m, CpuLinear)]
     assert len(linears) == 4 * model.config.num_layers + 1
-    assert all((m.packed is not None) == (max_batch_size > 1) for m in linears)
+    # One row goes through oneDNN only where it was timed faster; several rows always do.
+    assert all((m.packed is not None) == (max_batch_size > 1 or m.one_row_onednn) for m in linears)
     gate, up = mlp.gate_up_proj.weight.chunk(2)
     assert torch.equal(gate, plain.mlp.gate_proj.weight) and torch.equal(up, plain.mlp.up_proj.weight)
     q_rows = plain.self_attn.q_proj.out_features

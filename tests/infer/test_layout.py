@@ -7,16 +7,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dscoder.infer import layout
 from dscoder.infer.layout import CpuLinear, use_cpu_linears
 
 
 @pytest.mark.parametrize("shape", [(96, 32), (32, 96)])  # widening, narrowing
 @pytest.mark.parametrize("max_rows", [1, 8])
-def test_cpu_linear_gives_nn_linear_results_for_one_row_and_many(shape, max_rows):
+@pytest.mark.parametrize("one_row_onednn", [False, True])
+def test_cpu_linear_gives_nn_linear_results_for_one_row_and_many(shape, max_rows, one_row_onednn, monkeypatch):
     torch.manual_seed(0)
     linear = nn.Linear(shape[1], shape[0], bias=False)
+    # Which kernel is faster for one row is timed; here each answer is imposed in turn.
+    monkeypatch.setattr(layout, "_onednn_is_faster_for_one_row", lambda weight, packed: one_row_onednn)
     layer = CpuLinear(linear, max_rows)
-    assert (layer.packed is not None) == (max_rows > 1)  # oneDNN ships in torch's CPU wheels
+    # oneDNN ships in torch's CPU wheels: a copy for several rows, and for one if faster.
+    assert (layer.packed is not None) == (max_rows > 1 or one_row_onednn)
     assert layer.weight.t().is_contiguous() == (shape[0] >= shape[1])
     with torch.inference_mode():
         for x in (torch.randn(1, 1, shape[1]), torch.randn(5, shape[1]), torch.randn(2, 7, shape[1]),
@@ -40,3 +45,13 @@ def test_every_bias_free_linear_is_replaced_and_biased_ones_are_kept():
     use_cpu_linears(model, max_rows=4)
     assert isinstance(model[0], CpuLinear) and isinstance(model[1][0], CpuLinear)
     assert type(model[2]) is nn.Linear
+
+
+def test_the_one_row_kernel_is_timed_once_per_shape_and_thread_count(monkeypatch):
+    monkeypatch.setattr(layout, "_ONE_ROW_CHOICES", {})
+    first = CpuLinear(nn.Linear(64, 128, bias=False), max_rows=1)
+    assert len(layout._ONE_ROW_CHOICES) == 1
+    second = CpuLinear(nn.Linear(64, 128, bias=False), max_rows=1)
+    assert len(layout._ONE_ROW_CHOICES) == 1 and first.one_row_onednn == second.one_row_onednn
+    CpuLinear(nn.Linear(128, 64, bias=False), max_rows=1)
+    assert len(layout._ONE_ROW_CHOICES) == 2

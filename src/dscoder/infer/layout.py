@@ -11,17 +11,20 @@ were measured here (fp32, AMD EPYC, one thread; docs/performance.md):
 - Several rows at once (a batch of decoding sequences, a prompt) are a small matrix product,
   where MKL on this CPU reaches only 4-7 GB/s of weights at 8 rows. oneDNN, multiplying by a
   copy of W it has reordered into its own blocked format once, runs the same products 2-2.5x
-  faster (and large ones 0-20% faster), but one row 1.5-2x slower than MKL's column-major
-  matrix-vector product.
+  faster (and large ones 0-20% faster). For one row it depends on the threads and the shape:
+  with one thread MKL's column-major product is 1.1-2x faster on every shape measured; with two,
+  MKL's hardly speeds up while oneDNN's does, and oneDNN wins on the 768-wide matrices.
 
-`CpuLinear` keeps what each case wants: the matrix-vector copy for one row and, when it will
-see more rows at once, the oneDNN copy. That costs the weights' memory twice, so it is done
-only for engines that batch (`max_rows > 1`), and only for fp32 weights on a torch whose oneDNN
-agrees with `F.linear` (dscoder.model.onednn); anything else stays plain.
+`CpuLinear` keeps what each case wants: the matrix-vector copy, and the oneDNN copy when the
+layer will see several rows at once (`max_rows > 1`) or when oneDNN is the faster for one row;
+which one is faster is timed once per shape and thread count, at load, from a cold cache as in
+decoding. Two copies cost the weights' memory twice. Only fp32 weights on a torch whose oneDNN
+agrees with `F.linear` (dscoder.model.onednn) get a oneDNN copy; anything else stays plain.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -31,12 +34,41 @@ from torch import Tensor, nn
 from dscoder.model import onednn
 
 
+# (shape, strides, threads) -> whether oneDNN multiplied one row by such a weight faster.
+_ONE_ROW_CHOICES: dict[tuple, bool] = {}
+# Writing this much evicts the weight from the caches (a core's share of L3 is at most 32 MB
+# on common servers), as the layers before it do in a decoding step.
+_EVICT_BYTES = 64 << 20
+_TIMED_CALLS = 5
+
+
+def _onednn_is_faster_for_one_row(weight: Tensor, packed: Tensor) -> bool:
+    """Time one-row products by `weight` (F.linear) and by `packed`, each from a cold cache, and
+    say whether oneDNN's was faster (the best of a few calls each; cached per shape)."""
+    key = (tuple(weight.shape), weight.stride(), torch.get_num_threads())
+    if key not in _ONE_ROW_CHOICES:
+        evict = torch.empty(_EVICT_BYTES // 4)
+        x = torch.randn(1, weight.shape[1])
+        best = {}
+        for name, product in (("mkl", lambda: F.linear(x, weight)),
+                              ("onednn", lambda: onednn.packed_linear(x, packed))):
+            times = []
+            for _ in range(_TIMED_CALLS):
+                evict.fill_(1.0)
+                started = time.perf_counter()
+                product()
+                times.append(time.perf_counter() - started)
+            best[name] = min(times)
+        _ONE_ROW_CHOICES[key] = best["onednn"] < best["mkl"]
+    return _ONE_ROW_CHOICES[key]
+
+
 class CpuLinear(nn.Module):
     """A bias-free linear layer for CPU inference; same results as the nn.Linear it replaces.
 
     `weight` is the matrix-vector copy (column-major if the layer widens), a buffer, so code
     that reads a layer's weight or counts its bytes sees one copy; `packed`, when present, is
-    oneDNN's copy for products of several rows.
+    oneDNN's copy, for products of several rows and, if `one_row_onednn`, of one.
     """
 
     def __init__(self, linear: nn.Linear, max_rows: int) -> None:
@@ -47,17 +79,23 @@ class CpuLinear(nn.Module):
             self.register_buffer("weight", weight.t().contiguous().t())
         else:
             self.register_buffer("weight", weight.contiguous())
-        use_onednn = max_rows > 1 and weight.dtype == torch.float32 and weight.device.type == "cpu"
-        self.packed = onednn.pack(weight, max_rows) if use_onednn and onednn.available() else None
+        self.packed: Tensor | None = None
+        self.one_row_onednn = False
+        if weight.dtype == torch.float32 and weight.device.type == "cpu" and onednn.available():
+            packed = onednn.pack(weight, max_rows)
+            self.one_row_onednn = _onednn_is_faster_for_one_row(self.weight, packed)
+            if max_rows > 1 or self.one_row_onednn:
+                self.packed = packed
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.packed is None or x.numel() == self.in_features:
+        if self.packed is None or (x.numel() == self.in_features and not self.one_row_onednn):
             return F.linear(x, self.weight)
         flat = onednn.packed_linear(x.reshape(-1, self.in_features), self.packed)
         return flat.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, onednn={self.packed is not None}"
+        onednn_rows = "none" if self.packed is None else "all" if self.one_row_onednn else "several"
+        return f"in_features={self.in_features}, out_features={self.out_features}, onednn_rows={onednn_rows}"
 
 
 def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
