@@ -7,12 +7,22 @@ import torch
 import torch.nn.functional as F
 
 from dscoder.model import ModelConfig, Transformer
+from dscoder.train import loss as loss_module
 from dscoder.train.loss import IGNORE_INDEX, CausalLMLoss, linear_cross_entropy
+
+
+@pytest.fixture(params=["cpu-path", "accelerator-path"])
+def path(request, monkeypatch):
+    """Both ways of reading the loss off the softmax: the CPU's, and the one without host syncs
+    that accelerators take (run here on CPU)."""
+    if request.param == "accelerator-path":
+        monkeypatch.setattr(loss_module, "_host_sync_is_cheap", lambda device: False)
+    return request.param
 
 
 @pytest.mark.parametrize("chunk_rows", [7, 64, 1000])
 @pytest.mark.parametrize("masked", [False, True])
-def test_matches_cross_entropy_of_full_logits(chunk_rows, masked):
+def test_matches_cross_entropy_of_full_logits(chunk_rows, masked, path):
     torch.manual_seed(0)
     hidden = torch.randn(100, 32, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(300, 32, dtype=torch.float64, requires_grad=True)
@@ -52,7 +62,7 @@ def test_model_loss_equals_the_logits_loss():
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_targets_with_underflowing_probability_keep_an_exact_finite_loss():
+def test_targets_with_underflowing_probability_keep_an_exact_finite_loss(path):
     # Logits 200 apart: the target's softmax probability is exp(-200), zero in fp32. The loss
     # (200) must come out exact, not inf: it is derived from the largest probability instead.
     hidden = torch.eye(4, dtype=torch.float32).requires_grad_()

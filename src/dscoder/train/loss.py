@@ -56,6 +56,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if compute_dtype == acc_dtype:
             buffer = torch.empty(min(chunk_rows, hidden_kept.shape[0]), weight.shape[0], dtype=acc_dtype,
                                  device=hidden.device)
+        host_sync_is_cheap = _host_sync_is_cheap(hidden.device)
         for start in range(0, hidden_kept.shape[0], chunk_rows):
             h = hidden_kept[start:start + chunk_rows].to(compute_dtype)
             t = targets[start:start + chunk_rows, None]
@@ -63,13 +64,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 logits = (h @ w.T).to(acc_dtype)
             else:
                 logits = torch.mm(h, w.T, out=buffer[: h.shape[0]])
-            target_logits = logits.gather(1, t)
-            row_max = logits.amax(dim=1, keepdim=True)
             # Softmax in place: one pass per row while the row is in cache, each exponential
-            # computed once. log-sum-exp follows from the largest probability, which (unlike
-            # the target's) is at least 1/vocab and cannot underflow: lse = max - log(p_max).
-            probs = torch.softmax(logits, dim=1, out=logits)
-            total += (row_max - probs.amax(dim=1, keepdim=True).log() - target_logits).sum()
+            # computed once; the loss is then read off the target's probability.
+            if host_sync_is_cheap:
+                probs = torch.softmax(logits, dim=1, out=logits)
+                total += _target_losses(probs, t, h, w, acc_dtype).sum()
+            else:
+                # Without a host sync per chunk: log-sum-exp from the largest probability,
+                # which (unlike the target's) is at least 1/vocab and cannot underflow.
+                target_logits = logits.gather(1, t)
+                row_max = logits.amax(dim=1, keepdim=True)
+                probs = torch.softmax(logits, dim=1, out=logits)
+                total += (row_max - probs.amax(dim=1, keepdim=True).log() - target_logits).sum()
             if needs_grad:
                 # d loss / d logits = softmax - one_hot(target), built in place; `scale` is
                 # applied to the two [rows, hidden]-sized products instead of to this.
@@ -99,6 +105,29 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # In place: the gradients were computed for this one backward pass, and the output
         # matrix's gradient is as large as the matrix.
         return grad_hidden.mul_(grad_output), grad_weight.mul_(grad_output), None, None, None, None
+
+
+def _host_sync_is_cheap(device: torch.device) -> bool:
+    """On CPU a data-dependent branch costs nothing; on an accelerator it stalls the stream."""
+    return device.type == "cpu"
+
+
+# Below this, a target's fp32 softmax probability may have lost digits to underflow.
+_SMALLEST_EXACT_PROBABILITY = 1e-30
+
+
+def _target_losses(probs: Tensor, targets: Tensor, hidden: Tensor, weight: Tensor,
+                   acc_dtype: torch.dtype) -> Tensor:
+    """-log p(target) per row [rows, 1], from the softmax `probs`; rows whose target probability
+    underflowed (a target some 70+ nats below the best) get theirs from their logits, recomputed."""
+    target_probs = probs.gather(1, targets)
+    losses = -target_probs.log()
+    underflow = target_probs[:, 0] < _SMALLEST_EXACT_PROBABILITY
+    if bool(underflow.any()):
+        rows = underflow.nonzero()[:, 0]
+        logits = (hidden[rows] @ weight.T).to(acc_dtype)
+        losses[rows] = torch.logsumexp(logits, dim=1, keepdim=True) - logits.gather(1, targets[rows])
+    return losses
 
 
 def default_chunk_rows(vocab_size: int, device: torch.device) -> int:
