@@ -44,7 +44,8 @@ def cli_args(config: TrainConfig) -> list[str]:
             "--batch-size", str(config.batch_size), "--micro-batch-size", str(config.micro_batch_size),
             "--steps", str(config.steps), "--lr", str(config.lr), "--eval-fraction", str(config.eval_fraction),
             "--eval-interval", str(config.eval_interval), "--eval-sequences", str(config.eval_sequences),
-            "--checkpoint-interval", str(config.checkpoint_interval), "--device", "cpu", "--no-progress"]
+            "--checkpoint-interval", str(config.checkpoint_interval), "--device", "cpu", "--no-progress",
+            "--precision", config.precision]
     return args + (["--activation-checkpointing"] if config.activation_checkpointing else [])
 
 

@@ -82,6 +82,9 @@ def _add_arguments(p: argparse.ArgumentParser, stage: str) -> None:
 
     run_group = p.add_argument_group("running")
     run_group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    run_group.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                           help="layers' compute precision (auto: bf16 on GPUs, fp32 on CPU); "
+                           "weights, optimizer and loss softmax stay fp32")
     run_group.add_argument("--activation-checkpointing", action="store_true",
                            help="recompute each layer's activations in the backward pass")
     run_group.add_argument("--checkpoint-interval", type=int, default=500)
@@ -109,7 +112,7 @@ def config_from_args(args: argparse.Namespace):
         eval_interval=args.eval_interval, eval_sequences=args.eval_sequences,
         rope_theta=getattr(args, "rope_theta", 100000.0),
         rope_scaling_factor=getattr(args, "rope_scaling_factor", 4.0),
-        device=args.device, activation_checkpointing=args.activation_checkpointing,
+        device=args.device, precision=args.precision, activation_checkpointing=args.activation_checkpointing,
         checkpoint_interval=args.checkpoint_interval, keep_checkpoints=args.keep_checkpoints,
         peak_tflops=args.peak_tflops, tensorboard=args.tensorboard, time_budget_s=args.time_budget,
         progress=not args.no_progress,

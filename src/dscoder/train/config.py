@@ -11,11 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from dscoder.errors import UserError
 from dscoder.model import PRESETS
 from dscoder.train.schedule import SCHEDULES
 
 STAGES = ("pretrain", "extend-context", "sft")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class TrainConfig:
     rope_scaling_factor: float = 4.0
     # Running.
     device: str = "auto"
+    precision: str = "auto"  # "auto": bf16 on GPUs, fp32 on CPU; or "bf16" / "fp32" anywhere
     activation_checkpointing: bool = False
     checkpoint_interval: int = 500
     keep_checkpoints: int = 2
@@ -97,6 +101,12 @@ class TrainConfig:
             raise UserError(f"epochs must be positive, got {self.epochs}")
         if self.rope_scaling_factor <= 0 or self.rope_theta <= 0:
             raise UserError("rope-theta and rope-scaling-factor must be positive")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    def bf16_on(self, device: torch.device) -> bool:
+        """Whether the layers compute in bf16 (master weights, optimizer and softmax stay fp32)."""
+        return self.precision == "bf16" or (self.precision == "auto" and device.type == "cuda")
 
     def check_world_size(self, world_size: int) -> None:
         if self.batch_size % (world_size * self.micro_batch_size):

@@ -97,7 +97,7 @@ def _train(config: TrainConfig, dist: Dist) -> TrainResult:
     save_config, save_tokenizer = saved_identity(config, model, tokenizer)
     module = CausalLMLoss(model)
     if dist.sharded:
-        shard_model(module, list(model.layers), bf16=dist.device.type == "cuda")
+        shard_model(module, list(model.layers), bf16=config.bf16_on(dist.device))
     else:
         module.to(dist.device)
     lr = default_lr(config)
@@ -123,9 +123,11 @@ def _train(config: TrainConfig, dist: Dist) -> TrainResult:
     tokens_per_step = config.batch_size * config.seq_len
     step_flops = flops_per_token(model.config, config.seq_len) * tokens_per_step
     peak = peak_tflops(dist.device, config.peak_tflops)
-    bf16_autocast = dist.device.type == "cuda" and not dist.sharded  # sharded: FSDP casts instead
+    bf16_autocast = config.bf16_on(dist.device) and not dist.sharded  # sharded: FSDP casts instead
     def autocast() -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if bf16_autocast else contextlib.nullcontext()
+        if not bf16_autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(dist.device.type, dtype=torch.bfloat16)
     say(f"{config.stage}: {model.config.num_parameters() / 1e6:.1f}M parameters, {dist.world_size} "
         f"process(es) on {dist.device.type}, {data.total_steps} steps of {config.batch_size} x "
         f"{config.seq_len} tokens, {len(data.eval_ids)} held-out rows, output {out}")
