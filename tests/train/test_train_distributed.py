@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 from safetensors.torch import load_file
 
 from dscoder.train import train
 from dscoder.train.metrics import read_metrics
-from train_helpers import ENTRY, cli_args, subprocess_env, tiny_config
+from train_helpers import assert_same_losses, run_two_processes, tiny_config
 
 # Sharding changes the order of floating-point sums (gradient reduction, norms), nothing else.
 # Measured: identical losses at most steps, 4e-8 relative at worst; the bounds leave margin.
@@ -25,19 +23,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, shard_dir,
     one = train(tiny_config(tmp_path / "one", [shard_dir], tokenizer_dir, **settings))
     two_config = tiny_config(tmp_path / "two", [shard_dir], tokenizer_dir, activation_checkpointing=True,
                              **settings)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(ENTRY), *cli_args(two_config)]
-    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_two_processes(two_config)
 
+    assert_same_losses(two_config.out_dir / "metrics.jsonl", one.metrics_path, LOSS_RTOL)
     expected = read_metrics(one.metrics_path)
-    got = read_metrics(two_config.out_dir / "metrics.jsonl")
-    assert [r["step"] for r in got] == [r["step"] for r in expected]
-    for g, e in zip(got, expected):
-        for key in ("loss", "eval_loss"):
-            if key in e:
-                assert abs(g[key] - e[key]) <= LOSS_RTOL * abs(e[key]), (g["step"], key, g[key], e[key])
     assert expected[-1]["eval_loss"] < expected[0]["eval_loss"]  # it did learn something
     two_weights = load_file(two_config.out_dir / "final" / "model.safetensors")
     for name, tensor in load_file(one.final_dir / "model.safetensors").items():

@@ -3,16 +3,12 @@ mixed precision in two. Master weights, optimizer state and the loss's softmax s
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from safetensors.torch import load_file
 
 from dscoder.errors import UserError
 from dscoder.train import train
-from dscoder.train.metrics import read_metrics
-from train_helpers import ENTRY, cli_args, subprocess_env, tiny_config
+from train_helpers import assert_same_losses, run_two_processes, tiny_config
 
 # bf16 keeps 8 bits of mantissa; over six steps of a tiny model the losses stayed within 0.1%
 # of the reference (fp32, or one process); the bound leaves margin.
@@ -33,20 +29,10 @@ def test_bf16_on_cpu_trains_close_to_fp32_and_saves_fp32_weights(tmp_path, shard
 def test_two_processes_in_bf16_train_like_one(tmp_path, shard_dir, tokenizer_dir):
     one = train(tiny_config(tmp_path / "one", [shard_dir], tokenizer_dir, precision="bf16", **SETTINGS))
     two_config = tiny_config(tmp_path / "two", [shard_dir], tokenizer_dir, precision="bf16", **SETTINGS)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(ENTRY), *cli_args(two_config)]
-    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_two_processes(two_config)
     # FSDP2 casts whole layers' parameters to bf16 where autocast casts each operation's
     # inputs: the same precision, rounded in different places.
-    expected = read_metrics(one.metrics_path)
-    got = read_metrics(two_config.out_dir / "metrics.jsonl")
-    assert [r["step"] for r in got] == [r["step"] for r in expected]
-    for g, e in zip(got, expected):
-        for key in ("loss", "eval_loss"):
-            if key in e:
-                assert abs(g[key] - e[key]) <= BF16_LOSS_RTOL * e[key], (g["step"], key, g[key], e[key])
+    assert_same_losses(two_config.out_dir / "metrics.jsonl", one.metrics_path, BF16_LOSS_RTOL)
     weights = load_file(two_config.out_dir / "final" / "model.safetensors")
     assert {str(t.dtype) for t in weights.values()} == {"torch.float32"}
 

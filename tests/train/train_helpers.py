@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dscoder.train import TrainConfig
+from dscoder.train.metrics import read_metrics
 
 ENTRY = Path(__file__).with_name("train_entry.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -51,3 +54,22 @@ def cli_args(config: TrainConfig) -> list[str]:
 
 def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+
+
+def run_two_processes(config: TrainConfig) -> None:
+    """`torchrun --nproc-per-node 2` (gloo, FSDP2) on the command line of `config`."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(ENTRY), *cli_args(config)]
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def assert_same_losses(got: Path, expected: Path, rtol: float) -> None:
+    """The metrics files log the same steps, with training and held-out losses within `rtol`."""
+    got_rows, expected_rows = read_metrics(got), read_metrics(expected)
+    assert [r["step"] for r in got_rows] == [r["step"] for r in expected_rows]
+    for g, e in zip(got_rows, expected_rows):
+        for key in ("loss", "eval_loss"):
+            if key in e:
+                assert abs(g[key] - e[key]) <= rtol * abs(e[key]), (g["step"], key, g[key], e[key])
