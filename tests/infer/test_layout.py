@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,3 +57,21 @@ def test_the_one_row_kernel_is_timed_once_per_shape_and_thread_count(monkeypatch
     assert len(layout._ONE_ROW_CHOICES) == 1 and first.one_row_onednn == second.one_row_onednn
     CpuLinear(nn.Linear(128, 64, bias=False), max_rows=1)
     assert len(layout._ONE_ROW_CHOICES) == 2
+
+
+def test_no_second_copies_without_the_memory_for_them(monkeypatch, caplog):
+    monkeypatch.setattr(layout, "available_memory", lambda: 1000)  # bytes: far too few
+    model = use_cpu_linears(nn.Sequential(nn.Linear(64, 128, bias=False)), max_rows=8)
+    assert model[0].packed is None and not model[0].one_row_onednn
+    assert "no oneDNN copies" in caplog.text
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(model[0](x), F.linear(x, model[0].weight))
+
+
+def test_available_memory_is_read_where_the_kernel_tells_it():
+    available = layout.available_memory()
+    if Path("/proc/meminfo").exists():  # Linux: the figure is there
+        assert available is not None and 1 << 20 < available < 1 << 50
+    else:
+        assert available is None

@@ -18,12 +18,14 @@ were measured here (fp32, AMD EPYC, one thread; docs/performance.md):
 `CpuLinear` keeps what each case wants: the matrix-vector copy, and the oneDNN copy when the
 layer will see several rows at once (`max_rows > 1`) or when oneDNN is the faster for one row;
 which one is faster is timed once per shape and thread count, at load, from a cold cache as in
-decoding. Two copies cost the weights' memory twice. Only fp32 weights on a torch whose oneDNN
-agrees with `F.linear` (dscoder.model.onednn) get a oneDNN copy; anything else stays plain.
+decoding. Two copies cost the weights' memory twice, so they are made only when the second
+fits in half of the memory available. Only fp32 weights on a torch whose oneDNN agrees with
+`F.linear` (dscoder.model.onednn) get a oneDNN copy; anything else stays plain.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -32,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dscoder.model import onednn
+
+log = logging.getLogger(__name__)
 
 
 # (shape, strides, threads) -> whether oneDNN multiplied one row by such a weight faster.
@@ -71,7 +75,7 @@ class CpuLinear(nn.Module):
     oneDNN's copy, for products of several rows and, if `one_row_onednn`, of one.
     """
 
-    def __init__(self, linear: nn.Linear, max_rows: int) -> None:
+    def __init__(self, linear: nn.Linear, max_rows: int, second_copy: bool = True) -> None:
         super().__init__()
         weight = linear.weight.detach()
         self.out_features, self.in_features = weight.shape
@@ -81,7 +85,7 @@ class CpuLinear(nn.Module):
             self.register_buffer("weight", weight.contiguous())
         self.packed: Tensor | None = None
         self.one_row_onednn = False
-        if weight.dtype == torch.float32 and weight.device.type == "cpu" and onednn.available():
+        if second_copy and weight.dtype == torch.float32 and weight.device.type == "cpu" and onednn.available():
             packed = onednn.pack(weight, max_rows)
             self.one_row_onednn = _onednn_is_faster_for_one_row(self.weight, packed)
             if max_rows > 1 or self.one_row_onednn:
@@ -109,5 +113,25 @@ def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) ->
 
 def use_cpu_linears(model: nn.Module, max_rows: int) -> nn.Module:
     """Every bias-free nn.Linear of `model` becomes a CpuLinear for products of up to `max_rows`
-    rows at a time (1: a single sequence, no oneDNN copy); returns `model`."""
-    return replace_linears(model, lambda linear: CpuLinear(linear, max_rows))
+    rows at a time (1: a single sequence); returns `model`. The oneDNN copies are left out when
+    they would take more than half of the memory still available."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.bias is None]
+    copy_bytes = sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    available = available_memory()
+    second_copy = available is None or copy_bytes <= available // 2
+    if not second_copy:
+        log.warning("linear weights take %.1f GB and %.1f GB of memory is available: no oneDNN copies, "
+                    "so batched CPU products run at MKL's speed", copy_bytes / 1e9, available / 1e9)
+    return replace_linears(model, lambda linear: CpuLinear(linear, max_rows, second_copy))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the kernel says are available (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
