@@ -9,8 +9,9 @@ would need the activations reordered), so those stay with MKL (docs/performance.
 layer's forward and backward were 6-10% faster on the tiny and small presets.
 
 `linear(x, weight)` is what the model's linear layers call: oneDNN for fp32 products on CPU
-of at least MIN_ROWS rows by a weight of at least MIN_WEIGHT_ELEMENTS, `F.linear` for everything else (GPUs, bf16, a token at a time, and
-any build of torch whose oneDNN is missing or disagrees with `F.linear` at first use).
+of at least MIN_ROWS rows by a weight of at least MIN_WEIGHT_ELEMENTS, `F.linear` for
+everything else (GPUs, bf16, a token at a time, small layers, and any build of torch whose
+oneDNN is missing or disagrees with `F.linear` at first use).
 """
 
 from __future__ import annotations
