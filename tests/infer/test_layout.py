@@ -20,7 +20,7 @@ def test_cpu_linear_gives_nn_linear_results_for_one_row_and_many(shape, max_rows
     torch.manual_seed(0)
     linear = nn.Linear(shape[1], shape[0], bias=False)
     # Which kernel is faster for one row is timed; here each answer is imposed in turn.
-    monkeypatch.setattr(layout, "_onednn_is_faster_for_one_row", lambda weight, packed: one_row_onednn)
+    monkeypatch.setattr(layout, "_onednn_is_faster_for_one_row", lambda weight, max_rows: one_row_onednn)
     layer = CpuLinear(linear, max_rows)
     # oneDNN ships in torch's CPU wheels: a copy for several rows, and for one if faster.
     assert (layer.packed is not None) == (max_rows > 1 or one_row_onednn)

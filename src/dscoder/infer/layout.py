@@ -17,8 +17,8 @@ were measured here (fp32, AMD EPYC, one thread; docs/performance.md):
 
 `CpuLinear` keeps what each case wants: the matrix-vector copy, and the oneDNN copy when the
 layer will see several rows at once (`max_rows > 1`) or when oneDNN is the faster for one row;
-which one is faster is timed once per shape and thread count, at load, from a cold cache as in
-decoding. Two copies cost the weights' memory twice, so they are made only when the second
+which one is faster is timed once per shape, batch size and thread count, at load, from a
+cold cache as in decoding. Two copies cost the weights' memory twice, so they are made only when the second
 fits in half of the memory available. Only fp32 weights on a torch whose oneDNN agrees with
 `F.linear` (dscoder.model.onednn) get a oneDNN copy; anything else stays plain.
 """
@@ -38,7 +38,7 @@ from dscoder.model import onednn
 log = logging.getLogger(__name__)
 
 
-# (shape, strides, threads) -> whether oneDNN multiplied one row by such a weight faster.
+# (shape, strides, max_rows, threads) -> whether oneDNN multiplied one row by such a weight faster.
 _ONE_ROW_CHOICES: dict[tuple, bool] = {}
 # Writing this much evicts the weight from the caches (a core's share of L3 is at most 32 MB
 # on common servers), as the layers before it do in a decoding step.
@@ -46,11 +46,13 @@ _EVICT_BYTES = 64 << 20
 _TIMED_CALLS = 5
 
 
-def _onednn_is_faster_for_one_row(weight: Tensor, packed: Tensor) -> bool:
-    """Time one-row products by `weight` (F.linear) and by `packed`, each from a cold cache, and
-    say whether oneDNN's was faster (the best of a few calls each; cached per shape)."""
-    key = (tuple(weight.shape), weight.stride(), torch.get_num_threads())
+def _onednn_is_faster_for_one_row(weight: Tensor, max_rows: int) -> bool:
+    """Time one-row products by `weight` (F.linear) and by oneDNN's copy of it reordered for
+    `max_rows`, each from a cold cache, and say whether oneDNN's was faster (the best of a few
+    calls each; cached per shape, reordering and thread count)."""
+    key = (tuple(weight.shape), weight.stride(), max_rows, torch.get_num_threads())
     if key not in _ONE_ROW_CHOICES:
+        packed = onednn.pack(weight, max_rows)
         evict = torch.empty(_EVICT_BYTES // 4)
         x = torch.randn(1, weight.shape[1])
         best = {}
@@ -86,10 +88,9 @@ class CpuLinear(nn.Module):
         self.packed: Tensor | None = None
         self.one_row_onednn = False
         if second_copy and weight.dtype == torch.float32 and weight.device.type == "cpu" and onednn.available():
-            packed = onednn.pack(weight, max_rows)
-            self.one_row_onednn = _onednn_is_faster_for_one_row(self.weight, packed)
+            self.one_row_onednn = _onednn_is_faster_for_one_row(self.weight, max_rows)
             if max_rows > 1 or self.one_row_onednn:
-                self.packed = packed
+                self.packed = onednn.pack(weight, max_rows)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is None or (x.numel() == self.in_features and not self.one_row_onednn):
