@@ -9,11 +9,16 @@ speed-ups are medians of the ratios within a round, because the machine is share
 
 Bandwidth limit: a decode step must read every weight it multiplies by (all linear layers, the
 norms, one embedding row) and the keys and values cached so far. The machine's read bandwidth
-is measured in every round, with the same thread count, as the median rate of `torch.sum` over
-a 1 GiB fp32 tensor (32x the L3 cache); limit = bandwidth / bytes read per token, and the share
-reported is the median over rounds of rate / limit.
+is measured in every round, with the same thread count, over a 1 GiB fp32 tensor (32x the L3
+cache) by two readers, and the faster one counts: `torch.sum`, and our native kernel's
+matrix-vector product by a [262144, 1024] matrix (`PanelLinear`; each the median of 5 passes;
+where the kernel is faster than torch.sum, taking its rate keeps the share from being
+overstated). limit = bandwidth / bytes read per token, and the share reported is the median
+over rounds of rate / limit.
 
---int8 adds our engine with int8 weight-only quantization, and reports how often its greedy
+"dscoder" is our engine as the CLI and server load it (fp32 on CPU: the native kernel of
+dscoder.infer.cpu_decode, where a C compiler builds it); "dscoder pytorch" the same engine with
+the kernel turned off. --int8 adds our engine with int8 weight-only quantization, and reports how often its greedy
 choice agrees with the fp32 model's, teacher-forced along the fp32 greedy output (the share of
 positions whose next-token argmax is the same), and how long the free-running outputs agree.
 
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from dscoder.infer import Engine, Request, SamplingParams
+from dscoder.infer import Engine, Request, SamplingParams, cpu_decode
 from dscoder.infer.engine import load_for_inference
 from dscoder.model import PRESETS, Transformer, save_model
 from dscoder.tokenizer import Tokenizer, train_tokenizer
@@ -42,20 +47,30 @@ PROMPT_TOKENS = 64
 
 
 class BandwidthProbe:
-    """Read bandwidth as torch.sum measures it over 1 GiB of fp32 (32x the L3 cache)."""
+    """Read bandwidth over 1 GiB of fp32 (32x the L3 cache): the faster of torch.sum and, where
+    it can be built, our kernel's matrix-vector product."""
 
     def __init__(self) -> None:
         self.data = torch.ones(1 << 28)
-        self.data.sum()
+        self.readers = {"torch.sum": self.data.sum}
+        if cpu_decode.available():
+            matrix, vector = cpu_decode.PanelLinear(self.data.view(-1, 1024)), torch.ones(1, 1024)
+            self.readers["kernel"] = lambda: matrix(vector)
+        for read in self.readers.values():
+            read()
 
-    def measure(self, repeats: int = 5) -> float:
-        """Bytes per second, the median of `repeats` sums, with the current thread count."""
-        rates = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.data.sum()
-            rates.append(self.data.numel() * 4 / (time.perf_counter() - start))
-        return statistics.median(rates)
+    def measure(self, repeats: int = 5) -> dict[str, float]:
+        """Bytes per second of each reader with the current thread count, the median of
+        `repeats` passes each."""
+        rates = {}
+        for name, read in self.readers.items():
+            passes = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                read()
+                passes.append(self.data.numel() * 4 / (time.perf_counter() - start))
+            rates[name] = statistics.median(passes)
+        return rates
 
 
 def bytes_per_token(model: Transformer, cached_positions: int) -> int:
@@ -100,8 +115,8 @@ def our_generate(engine: Engine, prompt: list[int]) -> Callable[[int], list[int]
 
 
 def decode_rates(contenders: dict[str, Callable[[int], list[int]]], n: int, repeats: int,
-                 probe: BandwidthProbe) -> tuple[dict[str, list[float]], list[float]]:
-    """Decode tokens/s of each contender and the read bandwidth, one value each per round."""
+                 probe: BandwidthProbe) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
+    """Decode tokens/s of each contender and each reader's read bandwidth, once per round."""
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     bandwidths = []
     for _ in range(repeats):
@@ -138,40 +153,50 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
     max_seq_len = PROMPT_TOKENS + args.tokens
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as directory:
         save_model(Transformer(config), directory)
-        # Ours as `dscoder complete` and `dscoder serve` load it (fp32: column-major weights).
+        # Ours as `dscoder complete` and `dscoder serve` load it (fp32: decoded by the native
+        # kernel where it can be built), and as it decodes on PyTorch alone. Each engine gets
+        # its own copy of the model: an engine owns its model's cache.
         ours = load_for_inference(directory)
+        on_pytorch = load_for_inference(directory, cpu_kernel=False)
+        compiled = load_for_inference(directory, cpu_kernel=False) if args.compile else None
         quantized = load_for_inference(directory, int8=True) if args.int8 else None
         peer = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
     peer.generation_config.eos_token_id = None  # decode exactly N tokens, as ours does
     peer.generation_config.pad_token_id = 0
 
+    def engine(model: Transformer, **options) -> Engine:
+        return Engine(model, tokenizer, max_batch_size=1, max_seq_len=max_seq_len, **options)
+
     contenders = {
         "transformers": hf_generate(peer, prompt),
-        "dscoder": our_generate(Engine(ours, tokenizer, max_batch_size=1, max_seq_len=max_seq_len), prompt),
+        "dscoder": our_generate(engine(ours), prompt),
+        "dscoder pytorch": our_generate(engine(on_pytorch, cpu_kernel=False), prompt),
     }
-    if args.compile:
-        compiled = Engine(ours, tokenizer, max_batch_size=1, max_seq_len=max_seq_len, compile=True)
+    if compiled is not None:
+        compiled_engine = engine(compiled, compile=True)
         start = time.perf_counter()
         for n in (2, 3, 4):  # compiles for the first cache lengths, then dynamic ones
-            compiled.generate([Request(prompt, SamplingParams(max_new_tokens=n), ignore_eos=True)])
+            compiled_engine.generate([Request(prompt, SamplingParams(max_new_tokens=n), ignore_eos=True)])
         print(f"  torch.compile warm-up: {time.perf_counter() - start:.1f} s")
-        contenders["dscoder compile"] = our_generate(compiled, prompt)
+        contenders["dscoder compile"] = our_generate(compiled_engine, prompt)
     if quantized is not None:
-        contenders["dscoder int8"] = our_generate(
-            Engine(quantized, tokenizer, max_batch_size=1, max_seq_len=max_seq_len), prompt)
+        contenders["dscoder int8"] = our_generate(engine(quantized), prompt)
 
     outputs = {name: run(args.tokens) for name, run in contenders.items()}
     rounds, bandwidths = decode_rates(contenders, args.tokens, args.repeats, probe)
     # Each round compares runs seconds apart, under the same load from other work: speed-ups
     # and shares of the bandwidth limit are medians of per-round values.
-    per_round = {name: list(zip(values, rounds["transformers"], bandwidths, strict=True))
+    limits = [max(readers.values()) for readers in bandwidths]
+    per_round = {name: list(zip(values, rounds["transformers"], limits, strict=True))
                  for name, values in rounds.items()}
     cached = PROMPT_TOKENS + args.tokens // 2
     read_bytes = {name: bytes_per_token(quantized if name == "dscoder int8" else ours, cached)
                   for name in rounds if name != "transformers"}
     print(f"{preset}: {config.num_parameters() / 1e6:.1f} M parameters, {args.tokens} new tokens after "
-          f"{PROMPT_TOKENS}, {torch.get_num_threads()} threads, {args.repeats} rounds; read bandwidth "
-          f"(torch.sum over 1 GiB fp32, median of rounds) {statistics.median(bandwidths) / 1e9:.1f} GB/s")
+          f"{PROMPT_TOKENS}, {torch.get_num_threads()} threads, {args.repeats} rounds; read bandwidth over "
+          f"1 GiB fp32, medians of rounds: " + ", ".join(
+              f"{name} {statistics.median(r[name] for r in bandwidths) / 1e9:.1f} GB/s" for name in bandwidths[0])
+          + "; the faster per round counts")
     for name, values in per_round.items():
         rate = statistics.median(v[0] for v in values)
         speedup = statistics.median(v[0] / v[1] for v in values)

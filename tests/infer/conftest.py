@@ -9,6 +9,7 @@ import torch
 from tiny_checkpoint import stdlib_tokenizer, write_checkpoint
 
 from dscoder.infer import Engine
+from dscoder.infer.cpu_decode import use_panels
 from dscoder.model import Transformer, load_model
 from dscoder.tokenizer import Tokenizer
 
@@ -30,9 +31,17 @@ def model(checkpoint: Path) -> Transformer:
     return load_model(checkpoint)
 
 
-@pytest.fixture
-def engine(model: Transformer, tokenizer: Tokenizer) -> Engine:
-    return Engine(model, tokenizer, max_batch_size=4, max_seq_len=256)
+@pytest.fixture(params=["pytorch", "cpu_kernel"])
+def engine(request: pytest.FixtureRequest, checkpoint: Path, tokenizer: Tokenizer) -> Engine:
+    """An engine on the checkpoint's model, running on PyTorch or on the native CPU kernel
+    (dscoder.infer.cpu_decode: fused projections in its panel layout)."""
+    model = load_model(checkpoint)
+    if request.param == "cpu_kernel":
+        model.fuse_projections()
+        use_panels(model)
+    engine = Engine(model, tokenizer, max_batch_size=4, max_seq_len=256)
+    assert (engine._cpu_decoder is not None) == (request.param == "cpu_kernel")
+    return engine
 
 
 @pytest.fixture(autouse=True)

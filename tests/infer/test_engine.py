@@ -7,6 +7,7 @@ import torch
 
 from dscoder.errors import UserError
 from dscoder.infer import Engine, Request, SamplingParams, completion_prompt
+from dscoder.infer.cpu_decode import PanelLinear
 from dscoder.infer.layout import CpuLinear
 from dscoder.model import Transformer
 from dscoder.tokenizer import Tokenizer
@@ -39,24 +40,34 @@ def test_greedy_matches_decoding_without_a_cache(engine: Engine, model: Transfor
     assert (result.finish_reason, result.prompt_tokens, result.completion_tokens) == ("length", len(prompt), 12)
 
 
+@pytest.mark.parametrize("cpu_kernel", [False, True])
 @pytest.mark.parametrize("max_batch_size", [1, 4])
 def test_a_checkpoint_loads_fused_cpu_layers_and_decodes_the_same(checkpoint, model: Transformer,
-                                                                  tokenizer: Tokenizer, max_batch_size: int):
-    engine = Engine.from_checkpoint(checkpoint, max_batch_size=max_batch_size, max_seq_len=64)
+                                                                  tokenizer: Tokenizer, max_batch_size: int,
+                                                                  cpu_kernel: bool):
+    engine = Engine.from_checkpoint(checkpoint, max_batch_size=max_batch_size, max_seq_len=64,
+                                    cpu_kernel=cpu_kernel)
     attn, mlp, plain = engine.model.layers[0].self_attn, engine.model.layers[0].mlp, model.layers[0]
-    # q/k/v and gate/up are each one matrix; widening projections are re-stored column-major,
-    # narrowing ones stay row-major; an engine that batches also holds oneDNN copies.
+    # q/k/v and gate/up are each one matrix.
     assert not hasattr(attn, "q_proj") and not hasattr(mlp, "gate_proj")
-    assert mlp.gate_up_proj.weight.t().is_contiguous() and not mlp.gate_up_proj.weight.is_contiguous()
-    assert mlp.down_proj.weight.is_contiguous()
-    linears = [m for m in engine.model.modules() if isinstance(m, CpuLinear)]
-    assert len(linears) == 4 * model.config.num_layers + 1
-    # One row goes through oneDNN only where it was timed faster; several rows always do.
-    assert all((m.packed is not None) == (max_batch_size > 1 or m.one_row_onednn) for m in linears)
-    gate, up = mlp.gate_up_proj.weight.chunk(2)
-    assert torch.equal(gate, plain.mlp.gate_proj.weight) and torch.equal(up, plain.mlp.up_proj.weight)
-    q_rows = plain.self_attn.q_proj.out_features
-    assert torch.equal(attn.qkv_proj.weight[:q_rows], plain.self_attn.q_proj.weight)
+    assert (engine._cpu_decoder is not None) == cpu_kernel
+    if cpu_kernel:  # every product runs in the kernel, on its one copy of the weights
+        assert all(isinstance(m, PanelLinear) for m in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj,
+                                                        mlp.down_proj, engine.model.output))
+        assert not any(isinstance(m, (CpuLinear, torch.nn.Linear)) for m in engine.model.modules())
+    else:
+        # Widening projections are re-stored column-major and narrowing ones stay row-major;
+        # an engine that batches also holds oneDNN copies.
+        assert mlp.gate_up_proj.weight.t().is_contiguous() and not mlp.gate_up_proj.weight.is_contiguous()
+        assert mlp.down_proj.weight.is_contiguous()
+        linears = [m for m in engine.model.modules() if isinstance(m, CpuLinear)]
+        assert len(linears) == 4 * model.config.num_layers + 1
+        # One row goes through oneDNN only where it was timed faster; several rows always do.
+        assert all((m.packed is not None) == (max_batch_size > 1 or m.one_row_onednn) for m in linears)
+        gate, up = mlp.gate_up_proj.weight.chunk(2)
+        assert torch.equal(gate, plain.mlp.gate_proj.weight) and torch.equal(up, plain.mlp.up_proj.weight)
+        q_rows = plain.self_attn.q_proj.out_features
+        assert torch.equal(attn.qkv_proj.weight[:q_rows], plain.self_attn.q_proj.weight)
     prompts = [ids_of(tokenizer, text) for text in PROMPTS]
     results = engine.generate([Request(p, greedy(10), ignore_eos=True) for p in prompts])
     assert [r.token_ids for r in results] == [reference_greedy(model, p, 10) for p in prompts]

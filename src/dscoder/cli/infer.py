@@ -101,7 +101,7 @@ def _engine(args: argparse.Namespace, tokenizer, max_seq_len: int):
     from dscoder.infer.engine import load_for_inference
 
     model = load_for_inference(args.model, dtype=getattr(torch, args.dtype) if args.dtype else None,
-                               int8=args.int8)
+                               int8=args.int8, cpu_kernel=not args.compile)
     return Engine(model, tokenizer, max_batch_size=1, max_seq_len=max_seq_len, compile=args.compile)
 
 

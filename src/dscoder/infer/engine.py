@@ -21,7 +21,8 @@ together, the prompts of waiting requests that fit into free rows (their first t
 from the prefill). Requests beyond the free rows wait in arrival order.
 
 `load_for_inference` loads a checkpoint in the form that decodes fastest (int8 weights, or on
-CPU the linear layers of `dscoder.infer.layout`); `Engine.from_checkpoint` uses it.
+CPU the linear layers of `dscoder.infer.layout`); `Engine.from_checkpoint` uses it. fp32 models
+on CPU decode through `dscoder.infer.cpu_decode`'s native kernel when it can be built.
 
 On top of it: `generate(requests) -> list[Result]` runs a batch to completion and
 `stream(request)` yields one request's text as it is produced. The engine is not thread-safe:
@@ -36,6 +37,7 @@ tokens the model produced (a stop token included).
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -45,6 +47,7 @@ import torch
 from torch import Tensor
 
 from dscoder.errors import UserError
+from dscoder.infer import cpu_decode
 from dscoder.infer.detok import IncrementalDetokenizer
 from dscoder.infer.layout import use_cpu_linears
 from dscoder.infer.quant import quantize_int8
@@ -59,19 +62,28 @@ PREFILL_CHUNK = 512
 DEFAULT_MAX_SEQ_LEN = 4096
 DEFAULT_MAX_BATCH_SIZE = 8
 
+log = logging.getLogger(__name__)
+
 
 def load_for_inference(path: str | os.PathLike[str], dtype: torch.dtype | None = None,
-                       device: str = "cpu", int8: bool = False, max_rows: int = 1) -> Transformer:
+                       device: str = "cpu", int8: bool = False, max_rows: int = 1,
+                       cpu_kernel: bool = True) -> Transformer:
     """`load_model`, then the weights in the form that decodes fastest: q/k/v and gate/up
     projections merged, then int8 weight-only quantization when asked, otherwise (on CPU) the
     linear layers of `dscoder.infer.layout`, set up for products of up to `max_rows` rows (the
-    engine's batch size: above 1 they also keep a oneDNN copy of each weight)."""
+    engine's batch size: above 1 they also keep a oneDNN copy of each weight). fp32 on CPU,
+    where `cpu_decode`'s kernel can be built (and `cpu_kernel`), the linear layers are that
+    kernel's instead: one copy of each weight, which serves prompts and decoding alike."""
     model = load_model(path, dtype=dtype, device=device)
     model.fuse_projections()
+    weight = model.embed_tokens.weight
     if int8:
         quantize_int8(model)
-    elif model.embed_tokens.weight.device.type == "cpu":
-        use_cpu_linears(model, max_rows)
+    elif weight.device.type == "cpu":
+        if cpu_kernel and weight.dtype == torch.float32 and cpu_decode.available():
+            cpu_decode.use_panels(model)
+        else:
+            use_cpu_linears(model, max_rows)
     return model
 
 
@@ -128,7 +140,7 @@ class Engine:
     `setup_cache` once, here), so one model serves one engine at a time."""
 
     def __init__(self, model: Transformer, tokenizer: Tokenizer, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                 max_seq_len: int = DEFAULT_MAX_SEQ_LEN, compile: bool = False) -> None:
+                 max_seq_len: int = DEFAULT_MAX_SEQ_LEN, compile: bool = False, cpu_kernel: bool = True) -> None:
         config = model.config
         check_tokenizer_fits(config, tokenizer.vocab_size)
         if max_batch_size < 1:
@@ -149,6 +161,15 @@ class Engine:
         # Decoding runs the same small shapes step after step, where compiling pays off;
         # prefill shapes change with every prompt, so it stays eager.
         self._decode_logits = torch.compile(self._last_logits) if compile else self._last_logits
+        # fp32 models on CPU decode through one native call per step, where it can run them
+        # (dscoder.infer.cpu_decode); prompts still go through PyTorch.
+        self._cpu_decoder: cpu_decode.CpuDecoder | None = None
+        if cpu_kernel and not compile and self.device.type == "cpu":
+            reason = cpu_decode.unsupported_reason(model)
+            if reason is None:
+                self._cpu_decoder = cpu_decode.CpuDecoder(model)
+            else:
+                log.debug("decoding runs on PyTorch: %s", reason)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], dtype: torch.dtype | None = None,
@@ -157,8 +178,10 @@ class Engine:
         keyword arguments go to the constructor."""
         tokenizer = Tokenizer.from_dir(path)
         # A compiled decode step stays on the plain layers (the oneDNN copies are opaque to it).
-        max_rows = 1 if engine_args.get("compile") else engine_args.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
-        model = load_for_inference(path, dtype, device, int8, max_rows=max_rows)
+        compiled = engine_args.get("compile", False)
+        max_rows = 1 if compiled else engine_args.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
+        model = load_for_inference(path, dtype, device, int8, max_rows=max_rows,
+                                   cpu_kernel=engine_args.get("cpu_kernel", True) and not compiled)
         return cls(model, tokenizer, **engine_args)
 
     # ---- the step-level API -------------------------------------------------------------
@@ -275,6 +298,12 @@ class Engine:
         return torch.tensor(rows, device=self.device)
 
     def _decode(self, seqs: list[_Sequence]) -> list[StepOutput]:
+        if self._cpu_decoder is not None:
+            logits = self._cpu_decoder([s.last_token for s in seqs], [s.position for s in seqs],
+                                       [s.row for s in seqs])
+            for s in seqs:
+                s.position += 1
+            return self._advance(seqs, logits)
         tokens = torch.tensor([[s.last_token] for s in seqs], device=self.device)
         input_pos = torch.tensor([[s.position] for s in seqs], device=self.device)
         logits = self._decode_logits(tokens, input_pos, self._rows(seqs))

@@ -259,7 +259,7 @@ class Transformer(nn.Module):
                             f"max_position_embeddings {self.config.max_position_embeddings}")
         if max_batch_size <= 0 or max_seq_len <= 0:
             raise UserError("cache batch size and length must be positive")
-        weight = self.output.weight
+        weight = self.embed_tokens.weight  # the activations' dtype (linear layers may be quantized)
         dtype = weight.dtype if dtype is None else dtype
         device = weight.device if device is None else device
         for layer in self.layers:

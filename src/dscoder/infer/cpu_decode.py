@@ -1,0 +1,255 @@
+"""fp32 inference on CPU through a native kernel (`cpu_decode.c`): linear layers whose weights
+live in the kernel's panel layout (`PanelLinear`, for prompts), and decoding steps that run the
+whole network in one call (`CpuDecoder`).
+
+The C source is compiled on first use with the system's C compiler (`$CC`, else `cc`) for the
+machine it runs on (`-march=native`, OpenMP), and the library is kept under
+`$XDG_CACHE_HOME/dscoder/kernels` (default `~/.cache/...`), named by a hash of the source, the
+compiler, its flags and the CPU, so a machine never loads a library built for another. Where no
+compiler works, `available()` is False and inference stays on PyTorch (slower, same results).
+`DSCODER_CPU_KERNEL=0` turns the kernel off.
+
+The OpenMP runtime the library links (libgomp.so.1 with GCC) is the one PyTorch's CPU wheels
+have already loaded, so both share one thread pool; every call passes torch's thread count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dscoder.infer.layout import replace_linears
+from dscoder.model import Transformer
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_decode.c")
+PANEL = 32  # output rows per panel, as in cpu_decode.c
+# Tried in order: the fastest build first, then builds for compilers that lack a feature.
+_FLAG_SETS = (
+    ["-O3", "-march=native", "-fopenmp"],
+    ["-O3", "-fopenmp"],
+    ["-O3", "-fopenmp-simd"],
+    ["-O3"],
+)
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_void_p) for name in
+                ("attn_norm", "qkv", "o", "mlp_norm", "gate_up", "down", "k_cache", "v_cache")]
+
+
+class _Model(ctypes.Structure):
+    _fields_ = [*((name, ctypes.c_int64) for name in
+                  ("hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "layers", "max_seq")),
+                ("eps", ctypes.c_float),
+                *((name, ctypes.c_void_p) for name in ("embed", "norm", "output", "rope_cos", "rope_sin")),
+                ("layer", ctypes.POINTER(_Layer))]
+
+
+def _cpu_fingerprint() -> str:
+    """What the compiled code depends on: the CPU's model and instruction-set flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            return "".join(line for line in cpuinfo if line.startswith(("model name", "flags", "Features"))
+                           ).strip().split("\n\n")[0]
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
+def _kernel_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dscoder" / "kernels"
+
+
+def _compile(compiler: str, flags: list[str], target: Path) -> bool:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the target and renamed into place: processes starting together never load
+    # a half-written library.
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        command = [compiler, *flags, "-shared", "-fPIC", str(SOURCE), "-o", str(built), "-lm"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            log.debug("%s failed: %s", " ".join(command), result.stderr.strip())
+            return False
+        os.replace(built, target)
+    return True
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    if os.environ.get("DSCODER_CPU_KERNEL", "1") == "0":
+        return None
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        log.info("no C compiler found: CPU decoding runs on PyTorch (install gcc for the faster kernel)")
+        return None
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+        source = SOURCE.read_bytes()
+        for flags in _FLAG_SETS:
+            key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
+                                             _cpu_fingerprint().encode()])).hexdigest()[:16]
+            target = _kernel_dir() / f"cpu_decode-{key}.so"
+            if target.exists() or _compile(compiler, flags, target):
+                library = ctypes.CDLL(str(target))
+                library.decode_step.argtypes = [ctypes.POINTER(_Model), *[ctypes.c_void_p] * 3,
+                                                ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+                library.decode_step.restype = ctypes.c_int
+                library.panel_linear.argtypes = [*[ctypes.c_void_p] * 3, *[ctypes.c_int64] * 3, ctypes.c_int]
+                library.panel_linear.restype = None
+                library.pack_panels.argtypes = [*[ctypes.c_void_p] * 2, *[ctypes.c_int64] * 2, ctypes.c_int]
+                library.pack_panels.restype = None
+                library.advise_huge_pages.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+                library.advise_huge_pages.restype = None
+                return library
+    except (OSError, subprocess.SubprocessError) as error:
+        log.info("the CPU decoding kernel could not be built (%s): decoding runs on PyTorch", error)
+        return None
+    log.info("%s could not compile the CPU decoding kernel: decoding runs on PyTorch", compiler)
+    return None
+
+
+def available() -> bool:
+    """Whether the kernel is (or can be) built on this machine; builds it on first call."""
+    return _library() is not None
+
+
+def _kernel() -> ctypes.CDLL:
+    library = _library()
+    if library is None:
+        raise RuntimeError("the CPU kernel is not available (no working C compiler, or DSCODER_CPU_KERNEL=0)")
+    return library
+
+
+class PanelLinear(nn.Module):
+    """A bias-free linear layer for fp32 inference on CPU, its weight [out, in] (copied) held in the
+    kernel's panels: `panels[q, i, j]` = weight[q * PANEL + j, i], zero-padded. Same results as
+    the nn.Linear it replaces, up to the order of fp32 sums; no gradients."""
+
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        weight = weight.detach()
+        if not _row_major(weight):
+            weight = weight.to("cpu", torch.float32).contiguous()
+        self.out_features, self.in_features = weight.shape
+        count = -(-self.out_features // PANEL)
+        self.register_buffer("panels", torch.empty(count, self.in_features, PANEL))
+        kernel = _kernel()
+        kernel.advise_huge_pages(self.panels.data_ptr(), self.panels.numel() * 4)
+        kernel.pack_panels(weight.data_ptr(), self.panels.data_ptr(), self.out_features, self.in_features,
+                              torch.get_num_threads())
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            raise TypeError(f"PanelLinear takes fp32 CPU inputs, got {x.dtype} on {x.device}")
+        rows = x.reshape(-1, self.in_features).contiguous()
+        y = torch.empty(rows.shape[0], self.out_features)
+        _kernel().panel_linear(rows.data_ptr(), self.panels.data_ptr(), y.data_ptr(), rows.shape[0],
+                               self.in_features, self.out_features, torch.get_num_threads())
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, panels={PANEL}"
+
+
+def use_panels(model: nn.Module) -> nn.Module:
+    """Replace, in place, every bias-free nn.Linear of `model` by a PanelLinear; returns it."""
+    _kernel()
+    return replace_linears(model, lambda linear: PanelLinear(linear.weight))
+
+
+def _row_major(weight: Tensor) -> bool:
+    return weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.is_contiguous()
+
+
+def unsupported_reason(model: Transformer) -> str | None:
+    """Why `CpuDecoder` cannot run `model`, or None if it can."""
+    if not available():
+        return "the CPU kernel is not available"
+    if model.cache is None:
+        return "the model has no key/value cache"
+    if model.cache.k.dtype != torch.float32 or model.cache.k.device.type != "cpu":
+        return "the cache is not fp32 on the CPU"
+    tensors = [model.embed_tokens.weight, model.norm.weight, model.rope_cos, model.rope_sin]
+    linears = [model.output]
+    for layer in model.layers:
+        attention, mlp = layer.self_attn, layer.mlp
+        if attention.qkv_proj is None or mlp.gate_up_proj is None:
+            return "the projections are not fused (Transformer.fuse_projections)"
+        tensors += [layer.input_layernorm.weight, layer.post_attention_layernorm.weight]
+        linears += [attention.qkv_proj, attention.o_proj, mlp.gate_up_proj, mlp.down_proj]
+    if not all(isinstance(linear, PanelLinear) for linear in linears):
+        return "the linear layers are not PanelLinear (use_panels)"
+    if not all(_row_major(tensor) for tensor in tensors):
+        return "an embedding, norm or RoPE table is not a contiguous fp32 CPU tensor"
+    return None
+
+
+class CpuDecoder:
+    """Runs `Transformer` decoding steps through the kernel, reading the model's own weights
+    (fused projections in PanelLinear layers: `fuse_projections`, then `use_panels`) and
+    writing its own caches. Build it after `setup_cache`: it holds the caches' addresses.
+    Check `unsupported_reason(model)` first."""
+
+    def __init__(self, model: Transformer) -> None:
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"CpuDecoder cannot run this model: {reason}")
+        library = _library()
+        assert library is not None
+        self._step = library.decode_step
+        config = model.config
+        self._model_module = model
+        # The structures hold these tensors' addresses; holding the tensors keeps them valid
+        # even if the model is given another cache (which a step then refuses to write past).
+        self._caches = [(layer.self_attn.kv_cache.k, layer.self_attn.kv_cache.v) for layer in model.layers]
+        self._layers = (_Layer * config.num_layers)(*(
+            _Layer(layer.input_layernorm.weight.data_ptr(), layer.self_attn.qkv_proj.panels.data_ptr(),
+                   layer.self_attn.o_proj.panels.data_ptr(), layer.post_attention_layernorm.weight.data_ptr(),
+                   layer.mlp.gate_up_proj.panels.data_ptr(), layer.mlp.down_proj.panels.data_ptr(),
+                   layer.self_attn.kv_cache.k.data_ptr(), layer.self_attn.kv_cache.v.data_ptr())
+            for layer in model.layers))
+        self.vocab_size = config.vocab_size
+        self.cache_rows, _, self.max_seq, _ = model.cache.k.shape
+        self._model = _Model(config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim,
+                             config.intermediate_size, config.vocab_size, config.num_layers, self.max_seq,
+                             model.norm.eps, model.embed_tokens.weight.data_ptr(), model.norm.weight.data_ptr(),
+                             model.output.panels.data_ptr(), model.rope_cos.data_ptr(), model.rope_sin.data_ptr(),
+                             self._layers)
+
+    def __call__(self, tokens: Sequence[int], positions: Sequence[int], rows: Sequence[int]) -> Tensor:
+        """fp32 logits [batch, vocab] for one new token per sequence: tokens[b] at position
+        positions[b] of cache row rows[b] (its key and value are stored there)."""
+        batch = len(tokens)
+        if not (batch == len(positions) == len(rows)) or batch == 0:
+            raise ValueError("tokens, positions and rows must be non-empty and of one length")
+        if not all(0 <= t < self.vocab_size for t in tokens):
+            raise ValueError(f"token ids must lie in [0, {self.vocab_size})")
+        if not all(0 <= p < self.max_seq for p in positions) or not all(0 <= r < self.cache_rows for r in rows):
+            raise ValueError("a position or cache row lies outside the cache")
+        if len(set(rows)) != batch:
+            raise ValueError("two sequences of one step share a cache row")
+        if any(layer.self_attn.kv_cache is None or layer.self_attn.kv_cache.k is not k
+               for layer, (k, _) in zip(self._model_module.layers, self._caches, strict=True)):
+            raise RuntimeError("the model's cache was replaced (setup_cache) after this decoder was built")
+        ids = torch.tensor([list(tokens), list(positions), list(rows)], dtype=torch.int64)
+        logits = torch.empty(batch, self.vocab_size)
+        status = self._step(ctypes.byref(self._model), ids[0].data_ptr(), ids[1].data_ptr(), ids[2].data_ptr(),
+                            batch, logits.data_ptr(), torch.get_num_threads())
+        if status != 0:
+            raise MemoryError("the CPU decoding kernel could not allocate its scratch memory")
+        return logits

@@ -1,0 +1,150 @@
+"""The native CPU decoding kernel against the PyTorch model, and how it is built or refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dscoder.infer import Engine, Request, SamplingParams, cpu_decode
+from dscoder.infer.layout import use_cpu_linears
+from dscoder.infer.quant import quantize_int8
+from dscoder.model import PRESETS, Transformer
+
+# Grouped-query attention (4 query heads share 2 key/value heads), a vocabulary that is no
+# multiple of a vector width.
+CONFIG = PRESETS["test"].replace(vocab_size=997)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """The kernel built anew, from an empty cache directory, and forgotten afterwards."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu_decode._library.cache_clear()
+    yield tmp_path
+    cpu_decode._library.cache_clear()
+
+
+def decoding_model(seed: int = 0, rows: int = 4, length: int = 64) -> Transformer:
+    torch.manual_seed(seed)
+    model = Transformer(CONFIG).eval()
+    model.init_weights(std=0.1)
+    model.fuse_projections()
+    cpu_decode.use_panels(model)
+    model.setup_cache(rows, length)
+    return model
+
+
+def test_the_kernel_builds_into_the_cache_directory(fresh_library):
+    assert cpu_decode.available()
+    (library,) = (fresh_library / "dscoder" / "kernels").glob("cpu_decode-*.so")
+    assert library.stat().st_size > 0
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 19])
+@pytest.mark.parametrize("out_features", [32, 75])
+def test_the_panel_product_equals_f_linear(rows: int, out_features: int):
+    # 19 rows: two tiles of 8 and one of 3; 75 outputs: a last panel of 11.
+    torch.manual_seed(rows)
+    linear = torch.nn.Linear(37, out_features, bias=False)
+    panel = cpu_decode.PanelLinear(linear.weight)
+    assert panel.panels.shape == (-(-out_features // cpu_decode.PANEL), 37, cpu_decode.PANEL)
+    x = torch.randn(rows, 37)
+    with torch.no_grad():
+        torch.testing.assert_close(panel(x), linear(x), rtol=1e-5, atol=1e-5)
+        x3 = torch.randn(2, rows, 37).transpose(0, 1)  # 3-D and not contiguous
+        torch.testing.assert_close(panel(x3), linear(x3), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError):
+        panel(x.double())
+
+
+def test_steps_give_the_models_logits_for_rows_at_different_positions():
+    model = decoding_model()
+    decoder = cpu_decode.CpuDecoder(model)
+    torch.manual_seed(1)
+    # Two sequences in cache rows 3 and 1 (out of order), prompts of different lengths.
+    sequences = {3: torch.randint(0, CONFIG.vocab_size, (5,)).tolist(),
+                 1: torch.randint(0, CONFIG.vocab_size, (11,)).tolist()}
+    with torch.inference_mode():
+        for row, prompt in sequences.items():
+            model.forward_hidden(torch.tensor([prompt]), torch.arange(len(prompt))[None], torch.tensor([row]))
+        for step in range(5):
+            new = [(7 * step + 3) % CONFIG.vocab_size, (11 * step + 5) % CONFIG.vocab_size]
+            rows = list(sequences)
+            logits = decoder(new, [len(sequences[r]) for r in rows], rows)
+            for row, token in zip(rows, new, strict=True):
+                sequences[row].append(token)
+            expected = torch.stack([model(torch.tensor([sequences[r]]))[0, -1] for r in rows])
+            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_kernel_writes_the_same_cache_entries_as_pytorch():
+    kernel_model, torch_model = decoding_model(), decoding_model()
+    prompt = [5, 9, 2]
+    with torch.inference_mode():
+        for model in (kernel_model, torch_model):
+            model.forward_hidden(torch.tensor([prompt]), torch.arange(3)[None], torch.tensor([2]))
+        cpu_decode.CpuDecoder(kernel_model)([42], [3], [2])
+        torch_model.forward_hidden(torch.tensor([[42]]), torch.tensor([[3]]), torch.tensor([2]))
+    for ours, theirs in zip(kernel_model.layers, torch_model.layers, strict=True):
+        torch.testing.assert_close(ours.self_attn.kv_cache.k, theirs.self_attn.kv_cache.k, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.self_attn.kv_cache.v, theirs.self_attn.kv_cache.v, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_steps_are_refused_before_the_kernel_runs():
+    model = decoding_model(rows=2, length=16)
+    decoder = cpu_decode.CpuDecoder(model)
+    before = model.cache.k.clone()
+    for tokens, positions, rows in (([CONFIG.vocab_size], [0], [0]), ([1], [16], [0]), ([1], [0], [2]),
+                                    ([1, 2], [0, 0], [1, 1]), ([1], [0, 1], [0]), ([], [], [])):
+        with pytest.raises(ValueError):
+            decoder(tokens, positions, rows)
+    assert torch.equal(model.cache.k, before)
+
+
+def test_models_the_kernel_cannot_run_are_named_and_decode_on_pytorch(tokenizer):
+    torch.manual_seed(0)
+    unfused = Transformer(CONFIG.replace(vocab_size=tokenizer.vocab_size))
+    unfused.setup_cache(1, 16)
+    assert "fused" in cpu_decode.unsupported_reason(unfused)
+    for other_layers in (quantize_int8, lambda model: use_cpu_linears(model, max_rows=1)):
+        model = Transformer(CONFIG)
+        model.fuse_projections()
+        other_layers(model)
+        model.setup_cache(1, 16)
+        assert "PanelLinear" in cpu_decode.unsupported_reason(model)
+    bf16 = decoding_model()
+    bf16.setup_cache(1, 16, dtype=torch.bfloat16)
+    assert "fp32" in cpu_decode.unsupported_reason(bf16)
+    no_cache = Transformer(CONFIG)
+    no_cache.fuse_projections()
+    assert "cache" in cpu_decode.unsupported_reason(no_cache)
+    with pytest.raises(ValueError, match="fused"):
+        cpu_decode.CpuDecoder(unfused)
+    engine = Engine(unfused, tokenizer, max_batch_size=1, max_seq_len=16)
+    assert engine._cpu_decoder is None
+    (result,) = engine.generate([Request([1, 2, 3], SamplingParams(max_new_tokens=4), ignore_eos=True)])
+    assert len(result.token_ids) == 4
+
+
+@pytest.mark.parametrize("setting", [{"CC": "no-such-compiler-here"}, {"CC": "false"}, {"DSCODER_CPU_KERNEL": "0"}])
+def test_without_a_working_compiler_or_when_turned_off_decoding_stays_on_pytorch(
+        fresh_library, monkeypatch: pytest.MonkeyPatch, tokenizer, setting: dict[str, str]):
+    for name, value in setting.items():
+        monkeypatch.setenv(name, value)
+    assert not cpu_decode.available()
+    assert not list(fresh_library.glob("dscoder/kernels/*.so"))
+    model = Transformer(CONFIG.replace(vocab_size=tokenizer.vocab_size))
+    model.fuse_projections()
+    engine = Engine(model, tokenizer, max_batch_size=1, max_seq_len=16)
+    assert engine._cpu_decoder is None
+    (result,) = engine.generate([Request([1, 2, 3], SamplingParams(max_new_tokens=4), ignore_eos=True)])
+    assert len(result.token_ids) == 4
+
+
+def test_a_decoder_refuses_to_run_after_its_models_cache_is_replaced():
+    model = decoding_model(rows=1, length=16)
+    decoder = cpu_decode.CpuDecoder(model)
+    decoder([1], [0], [0])
+    model.setup_cache(1, 16)  # e.g. a second engine on the same model
+    with pytest.raises(RuntimeError, match="cache was replaced"):
+        decoder([1], [1], [0])
