@@ -7,7 +7,7 @@ import torch
 
 from dscoder.infer import Engine, Request, SamplingParams, cpu_decode
 from dscoder.infer.layout import use_cpu_linears
-from dscoder.infer.quant import quantize_int8
+from dscoder.infer.quant import quantize_int8, quantize_rows
 from dscoder.model import PRESETS, Transformer
 
 # Grouped-query attention (4 query heads share 2 key/value heads), a vocabulary that is no
@@ -148,3 +148,47 @@ def test_a_decoder_refuses_to_run_after_its_models_cache_is_replaced():
     model.setup_cache(1, 16)  # e.g. a second engine on the same model
     with pytest.raises(RuntimeError, match="cache was replaced"):
         decoder([1], [1], [0])
+
+
+def test_int8_panels_give_the_products_of_the_quantized_weights():
+    torch.manual_seed(0)
+    weight, x = torch.randn(75, 37), torch.randn(19, 37)
+    quantized, scales = quantize_rows(weight)
+    panel = cpu_decode.PanelLinear(weight, int8=True)
+    assert panel.panels.dtype == torch.int8 and panel.panels.numel() == 3 * 37 * cpu_decode.PANEL
+    expected = x @ (quantized.float() * scales[:, None]).T
+    torch.testing.assert_close(panel(x), expected, rtol=1e-5, atol=1e-4)
+    # ... and those are close to the fp32 products (int8 rounding: ~1% of the output's size).
+    assert (panel(x) - x @ weight.T).norm() / (x @ weight.T).norm() < 0.02
+
+
+def test_an_int8_model_decodes_in_the_kernel_as_its_own_pytorch_forward():
+    torch.manual_seed(0)
+    int8_model = Transformer(CONFIG).eval()
+    int8_model.init_weights(std=0.1)
+    int8_model.fuse_projections()
+    cpu_decode.use_panels(int8_model, int8=True)
+    int8_model.setup_cache(1, 32)
+    assert cpu_decode.unsupported_reason(int8_model) is None
+    decoder = cpu_decode.CpuDecoder(int8_model)
+    sequence = [3, 8, 1]
+    with torch.inference_mode():
+        int8_model.forward_hidden(torch.tensor([sequence]), torch.arange(3)[None])
+        for step in range(4):
+            token = 10 + step
+            logits = decoder([token], [len(sequence)], [0])
+            sequence.append(token)
+            torch.testing.assert_close(logits[0], int8_model(torch.tensor([sequence]))[0, -1], rtol=1e-4, atol=1e-5)
+
+
+def test_an_int8_checkpoint_engine_decodes_in_the_kernel_what_its_model_predicts(checkpoint, tokenizer):
+    engine = Engine.from_checkpoint(checkpoint, int8=True, max_batch_size=2, max_seq_len=64)
+    assert engine._cpu_decoder is not None and engine.model.output.panels.dtype == torch.int8
+    prompts = [[5, 17, 42, 7], [9, 3]]
+    results = engine.generate([Request(p, SamplingParams(max_new_tokens=6), ignore_eos=True) for p in prompts])
+    for prompt, result in zip(prompts, results, strict=True):
+        ids = list(prompt)
+        with torch.inference_mode():
+            for _ in range(6):
+                ids.append(int(engine.model(torch.tensor([ids]))[0, -1].argmax()))
+        assert result.token_ids == ids[len(prompt):]

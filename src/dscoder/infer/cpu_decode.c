@@ -10,11 +10,12 @@
  * (many rows) through `panel_linear`, so a model keeps one copy of its weights.
  *
  * Layouts (checked by cpu_decode.py):
- *   weights       in panels (below); q/k/v merged into one [q; k; v], gate/up into [gate; up]
+ *   weights       in panels (below), fp32 or int8 with a scale per output row; q/k/v merged
+ *                 into one [q; k; v], gate/up into [gate; up]
  *   embedding     row-major [vocab, hidden]
  *   rope tables   [positions, head_dim], rotate-half layout
  *   k/v caches    [cache rows, kv_heads, max_seq, head_dim]
- * Results equal the PyTorch model's up to the order of fp32 sums.
+ * Activations stay fp32. Results equal the PyTorch model's up to the order of fp32 sums.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,15 +25,25 @@
 #include <sys/mman.h>
 #endif
 
+/* A weight matrix in panels (below): fp32, or int8 with one fp32 scale per output row. */
 typedef struct {
-    const float *attn_norm, *qkv, *o, *mlp_norm, *gate_up, *down;
+    const void *panels;
+    const float *scales; /* NULL for fp32 panels; else [panels * PANEL], the weight = int8 * scale */
+} Matrix;
+
+typedef struct {
+    const float *attn_norm;
+    Matrix qkv, o;
+    const float *mlp_norm;
+    Matrix gate_up, down;
     float *k_cache, *v_cache;
 } Layer;
 
 typedef struct {
     int64_t hidden, heads, kv_heads, head_dim, intermediate, vocab, layers, max_seq;
     float eps;
-    const float *embed, *norm, *output, *rope_cos, *rope_sin;
+    const float *embed, *norm, *rope_cos, *rope_sin;
+    Matrix output;
     const Layer *layer;
 } Model;
 
@@ -60,26 +71,43 @@ void advise_huge_pages(void *start, size_t bytes) {
 #endif
 }
 
-void pack_panels(const float *restrict w, float *restrict panels, int64_t out, int64_t in, int threads) {
+/* Rearrange a row-major w [out, in] of `element` bytes (4: fp32, 1: int8) into panels. */
+void pack_panels(const void *restrict w, void *restrict panels, int64_t out, int64_t in, int element,
+                 int threads) {
     int64_t count = (out + PANEL - 1) / PANEL;
+    const char *src = w;
+    char *dst = panels;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t q = 0; q < count; q++)
         for (int64_t i = 0; i < in; i++)
             for (int64_t j = 0; j < PANEL; j++) {
                 int64_t o = q * PANEL + j;
-                panels[(q * in + i) * PANEL + j] = o < out ? w[o * in + i] : 0.0f;
+                char *to = dst + ((q * in + i) * PANEL + j) * element;
+                if (o < out) memcpy(to, src + (o * in + i) * element, element);
+                else memset(to, 0, element);
             }
 }
 
-/* y[r, 0:width] = x[r, :] . panel for r < rows (rows a constant where it is inlined). */
-static inline __attribute__((always_inline)) void tile(int rows, const float *restrict panel,
-        const float *restrict x, int64_t in, float *restrict y, int64_t out, int64_t width) {
+/* y[r, 0:width] = x[r, :] . panel for r < rows, times scales if int8 (rows and int8 are
+ * constants where this is inlined, so each case compiles to its own loop). */
+static inline __attribute__((always_inline)) void tile(int rows, int int8, const void *restrict panel,
+        const float *restrict scales, const float *restrict x, int64_t in, float *restrict y, int64_t out,
+        int64_t width) {
     v16 acc[TILE_ROWS][2];
     for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = (v16){0};
     for (int64_t i = 0; i < in; i++) {
         v16 w0, w1;
-        memcpy(&w0, panel + i * PANEL, sizeof w0);
-        memcpy(&w1, panel + i * PANEL + 16, sizeof w1);
+        if (int8) {
+            /* a plain loop: compilers turn it into vector sign-extensions and conversions */
+            const int8_t *q = (const int8_t *)panel + i * PANEL;
+            float widened[PANEL];
+            for (int j = 0; j < PANEL; j++) widened[j] = q[j];
+            memcpy(&w0, widened, sizeof w0);
+            memcpy(&w1, widened + 16, sizeof w1);
+        } else {
+            memcpy(&w0, (const float *)panel + i * PANEL, sizeof w0);
+            memcpy(&w1, (const float *)panel + i * PANEL + 16, sizeof w1);
+        }
         for (int r = 0; r < rows; r++) {
             float xi = x[r * in + i];
             acc[r][0] += w0 * xi;
@@ -88,35 +116,55 @@ static inline __attribute__((always_inline)) void tile(int rows, const float *re
     }
     for (int r = 0; r < rows; r++) {
         float sums[PANEL];
+        if (int8) {
+            v16 s0, s1;
+            memcpy(&s0, scales, sizeof s0);
+            memcpy(&s1, scales + 16, sizeof s1);
+            acc[r][0] *= s0;
+            acc[r][1] *= s1;
+        }
         memcpy(sums, &acc[r][0], sizeof acc[r][0]);
         memcpy(sums + 16, &acc[r][1], sizeof acc[r][1]);
         memcpy(y + r * out, sums, width * sizeof(float));
     }
 }
 
-/* y [batch, out] = x [batch, in] times the matrix held in `panels`, transposed. */
-void panel_linear(const float *restrict x, const float *restrict panels, float *restrict y,
-                  int64_t batch, int64_t in, int64_t out, int threads) {
+#define TILE_CASES(INT8)                                                   \
+    switch (rows) {                                                        \
+        case 1: tile(1, INT8, panel, scales, xb, in, yb, out, width); break; \
+        case 2: tile(2, INT8, panel, scales, xb, in, yb, out, width); break; \
+        case 3: tile(3, INT8, panel, scales, xb, in, yb, out, width); break; \
+        case 4: tile(4, INT8, panel, scales, xb, in, yb, out, width); break; \
+        case 5: tile(5, INT8, panel, scales, xb, in, yb, out, width); break; \
+        case 6: tile(6, INT8, panel, scales, xb, in, yb, out, width); break; \
+        case 7: tile(7, INT8, panel, scales, xb, in, yb, out, width); break; \
+        default: tile(TILE_ROWS, INT8, panel, scales, xb, in, yb, out, width); break; \
+    }
+
+/* y [batch, out] = x [batch, in] times the matrix m, transposed. */
+static void product(const Matrix *m, const float *restrict x, float *restrict y, int64_t batch, int64_t in,
+                    int64_t out, int threads) {
     int64_t count = (out + PANEL - 1) / PANEL;
+    int int8 = m->scales != NULL;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t q = 0; q < count; q++) {
-        const float *panel = panels + q * in * PANEL;
+        const void *panel = (const char *)m->panels + q * in * PANEL * (int8 ? 1 : 4);
+        const float *scales = int8 ? m->scales + q * PANEL : NULL;
         int64_t width = out - q * PANEL < PANEL ? out - q * PANEL : PANEL;
         for (int64_t b = 0; b < batch; b += TILE_ROWS) {
             const float *xb = x + b * in;
             float *yb = y + b * out + q * PANEL;
-            switch (batch - b < TILE_ROWS ? batch - b : TILE_ROWS) {
-                case 1: tile(1, panel, xb, in, yb, out, width); break;
-                case 2: tile(2, panel, xb, in, yb, out, width); break;
-                case 3: tile(3, panel, xb, in, yb, out, width); break;
-                case 4: tile(4, panel, xb, in, yb, out, width); break;
-                case 5: tile(5, panel, xb, in, yb, out, width); break;
-                case 6: tile(6, panel, xb, in, yb, out, width); break;
-                case 7: tile(7, panel, xb, in, yb, out, width); break;
-                default: tile(TILE_ROWS, panel, xb, in, yb, out, width); break;
-            }
+            int64_t rows = batch - b < TILE_ROWS ? batch - b : TILE_ROWS;
+            if (int8) TILE_CASES(1) else TILE_CASES(0)
         }
     }
+}
+
+/* The product on its own, for PanelLinear layers: scales NULL for fp32 panels. */
+void panel_linear(const float *x, const void *panels, const float *scales, float *y, int64_t batch, int64_t in,
+                  int64_t out, int threads) {
+    Matrix m = {panels, scales};
+    product(&m, x, y, batch, in, out, threads);
 }
 
 static void rms_norm(const float *restrict x, const float *restrict gain, float *restrict y,
@@ -199,7 +247,7 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     for (int64_t l = 0; l < m->layers; l++) {
         const Layer *L = m->layer + l;
         rms_norm(x, L->attn_norm, normed, batch, hidden, m->eps);
-        panel_linear(normed, L->qkv, qkv, batch, hidden, qkv_width, threads);
+        product(&L->qkv, normed, qkv, batch, hidden, qkv_width, threads);
         for (int64_t b = 0; b < batch; b++) {
             float *row = qkv + b * qkv_width;
             const float *cos = m->rope_cos + positions[b] * dim, *sin = m->rope_sin + positions[b] * dim;
@@ -218,21 +266,21 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
                        positions[b] + 1, dim, scores + (b * heads + h) * longest, mixed + b * q_width + h * dim);
             }
         }
-        panel_linear(mixed, L->o, normed, batch, q_width, hidden, threads);
+        product(&L->o, mixed, normed, batch, q_width, hidden, threads);
         for (int64_t i = 0; i < batch * hidden; i++) x[i] += normed[i];
 
         rms_norm(x, L->mlp_norm, normed, batch, hidden, m->eps);
-        panel_linear(normed, L->gate_up, gate_up, batch, hidden, 2 * inter, threads);
+        product(&L->gate_up, normed, gate_up, batch, hidden, 2 * inter, threads);
         for (int64_t b = 0; b < batch; b++) {
             const float *gate = gate_up + b * 2 * inter, *up = gate + inter;
             for (int64_t i = 0; i < inter; i++)
                 act[b * inter + i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
         }
-        panel_linear(act, L->down, normed, batch, inter, hidden, threads);
+        product(&L->down, act, normed, batch, inter, hidden, threads);
         for (int64_t i = 0; i < batch * hidden; i++) x[i] += normed[i];
     }
     rms_norm(x, m->norm, normed, batch, hidden, m->eps);
-    panel_linear(normed, m->output, logits, batch, hidden, m->vocab, threads);
+    product(&m->output, normed, logits, batch, hidden, m->vocab, threads);
     free(scratch);
     return 0;
 }

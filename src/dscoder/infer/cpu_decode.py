@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from dscoder.infer.layout import replace_linears
+from dscoder.infer.quant import quantize_rows
 from dscoder.model import Transformer
 
 log = logging.getLogger(__name__)
@@ -46,16 +47,21 @@ _FLAG_SETS = (
 )
 
 
+class _Matrix(ctypes.Structure):
+    _fields_ = [("panels", ctypes.c_void_p), ("scales", ctypes.c_void_p)]
+
+
 class _Layer(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_void_p) for name in
-                ("attn_norm", "qkv", "o", "mlp_norm", "gate_up", "down", "k_cache", "v_cache")]
+    _fields_ = [("attn_norm", ctypes.c_void_p), ("qkv", _Matrix), ("o", _Matrix), ("mlp_norm", ctypes.c_void_p),
+                ("gate_up", _Matrix), ("down", _Matrix), ("k_cache", ctypes.c_void_p), ("v_cache", ctypes.c_void_p)]
 
 
 class _Model(ctypes.Structure):
     _fields_ = [*((name, ctypes.c_int64) for name in
                   ("hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "layers", "max_seq")),
                 ("eps", ctypes.c_float),
-                *((name, ctypes.c_void_p) for name in ("embed", "norm", "output", "rope_cos", "rope_sin")),
+                *((name, ctypes.c_void_p) for name in ("embed", "norm", "rope_cos", "rope_sin")),
+                ("output", _Matrix),
                 ("layer", ctypes.POINTER(_Layer))]
 
 
@@ -109,9 +115,10 @@ def _library() -> ctypes.CDLL | None:
                 library.decode_step.argtypes = [ctypes.POINTER(_Model), *[ctypes.c_void_p] * 3,
                                                 ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
                 library.decode_step.restype = ctypes.c_int
-                library.panel_linear.argtypes = [*[ctypes.c_void_p] * 3, *[ctypes.c_int64] * 3, ctypes.c_int]
+                library.panel_linear.argtypes = [*[ctypes.c_void_p] * 4, *[ctypes.c_int64] * 3, ctypes.c_int]
                 library.panel_linear.restype = None
-                library.pack_panels.argtypes = [*[ctypes.c_void_p] * 2, *[ctypes.c_int64] * 2, ctypes.c_int]
+                library.pack_panels.argtypes = [*[ctypes.c_void_p] * 2, *[ctypes.c_int64] * 2, ctypes.c_int,
+                                                ctypes.c_int]
                 library.pack_panels.restype = None
                 library.advise_huge_pages.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
                 library.advise_huge_pages.restype = None
@@ -136,40 +143,53 @@ def _kernel() -> ctypes.CDLL:
 
 
 class PanelLinear(nn.Module):
-    """A bias-free linear layer for fp32 inference on CPU, its weight [out, in] (copied) held in the
-    kernel's panels: `panels[q, i, j]` = weight[q * PANEL + j, i], zero-padded. Same results as
-    the nn.Linear it replaces, up to the order of fp32 sums; no gradients."""
+    """A bias-free linear layer for inference on CPU with fp32 activations, its weight [out, in]
+    (copied) held in the kernel's panels: `panels[q, i, j]` = weight[q * PANEL + j, i],
+    zero-padded. fp32 weights give the nn.Linear's results up to the order of fp32 sums;
+    `int8` stores them as int8 with one fp32 scale per output row (`quant.quantize_rows`, as
+    Int8Linear), a quarter of the bytes to read per token. No gradients."""
 
-    def __init__(self, weight: Tensor) -> None:
+    def __init__(self, weight: Tensor, int8: bool = False) -> None:
         super().__init__()
-        weight = weight.detach()
-        if not _row_major(weight):
-            weight = weight.to("cpu", torch.float32).contiguous()
+        weight = weight.detach().to("cpu", torch.float32).contiguous()
         self.out_features, self.in_features = weight.shape
         count = -(-self.out_features // PANEL)
-        self.register_buffer("panels", torch.empty(count, self.in_features, PANEL))
+        scales = None
+        if int8:
+            weight, row_scales = quantize_rows(weight)
+            scales = torch.zeros(count * PANEL)
+            scales[: self.out_features] = row_scales
+        self.register_buffer("scales", scales)
+        self.register_buffer("panels", torch.empty(count, self.in_features, PANEL, dtype=weight.dtype))
         kernel = _kernel()
-        kernel.advise_huge_pages(self.panels.data_ptr(), self.panels.numel() * 4)
+        kernel.advise_huge_pages(self.panels.data_ptr(), self.panels.numel() * self.panels.element_size())
         kernel.pack_panels(weight.data_ptr(), self.panels.data_ptr(), self.out_features, self.in_features,
-                              torch.get_num_threads())
+                           weight.element_size(), torch.get_num_threads())
+
+    def matrix(self) -> _Matrix:
+        """The kernel's description of this weight."""
+        return _Matrix(self.panels.data_ptr(), None if self.scales is None else self.scales.data_ptr())
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype != torch.float32 or x.device.type != "cpu":
             raise TypeError(f"PanelLinear takes fp32 CPU inputs, got {x.dtype} on {x.device}")
         rows = x.reshape(-1, self.in_features).contiguous()
         y = torch.empty(rows.shape[0], self.out_features)
-        _kernel().panel_linear(rows.data_ptr(), self.panels.data_ptr(), y.data_ptr(), rows.shape[0],
+        matrix = self.matrix()
+        _kernel().panel_linear(rows.data_ptr(), matrix.panels, matrix.scales, y.data_ptr(), rows.shape[0],
                                self.in_features, self.out_features, torch.get_num_threads())
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, panels={PANEL}"
+        dtype = "fp32" if self.scales is None else "int8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, panels={PANEL}, {dtype}"
 
 
-def use_panels(model: nn.Module) -> nn.Module:
-    """Replace, in place, every bias-free nn.Linear of `model` by a PanelLinear; returns it."""
+def use_panels(model: nn.Module, int8: bool = False) -> nn.Module:
+    """Replace, in place, every bias-free nn.Linear of `model` by a PanelLinear (with int8
+    weights if `int8`); returns it."""
     _kernel()
-    return replace_linears(model, lambda linear: PanelLinear(linear.weight))
+    return replace_linears(model, lambda linear: PanelLinear(linear.weight, int8))
 
 
 def _row_major(weight: Tensor) -> bool:
@@ -218,9 +238,9 @@ class CpuDecoder:
         # even if the model is given another cache (which a step then refuses to write past).
         self._caches = [(layer.self_attn.kv_cache.k, layer.self_attn.kv_cache.v) for layer in model.layers]
         self._layers = (_Layer * config.num_layers)(*(
-            _Layer(layer.input_layernorm.weight.data_ptr(), layer.self_attn.qkv_proj.panels.data_ptr(),
-                   layer.self_attn.o_proj.panels.data_ptr(), layer.post_attention_layernorm.weight.data_ptr(),
-                   layer.mlp.gate_up_proj.panels.data_ptr(), layer.mlp.down_proj.panels.data_ptr(),
+            _Layer(layer.input_layernorm.weight.data_ptr(), layer.self_attn.qkv_proj.matrix(),
+                   layer.self_attn.o_proj.matrix(), layer.post_attention_layernorm.weight.data_ptr(),
+                   layer.mlp.gate_up_proj.matrix(), layer.mlp.down_proj.matrix(),
                    layer.self_attn.kv_cache.k.data_ptr(), layer.self_attn.kv_cache.v.data_ptr())
             for layer in model.layers))
         self.vocab_size = config.vocab_size
@@ -228,7 +248,7 @@ class CpuDecoder:
         self._model = _Model(config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim,
                              config.intermediate_size, config.vocab_size, config.num_layers, self.max_seq,
                              model.norm.eps, model.embed_tokens.weight.data_ptr(), model.norm.weight.data_ptr(),
-                             model.output.panels.data_ptr(), model.rope_cos.data_ptr(), model.rope_sin.data_ptr(),
+                             model.rope_cos.data_ptr(), model.rope_sin.data_ptr(), model.output.matrix(),
                              self._layers)
 
     def __call__(self, tokens: Sequence[int], positions: Sequence[int], rows: Sequence[int]) -> Tensor:

@@ -73,17 +73,17 @@ def load_for_inference(path: str | os.PathLike[str], dtype: torch.dtype | None =
     linear layers of `dscoder.infer.layout`, set up for products of up to `max_rows` rows (the
     engine's batch size: above 1 they also keep a oneDNN copy of each weight). fp32 on CPU,
     where `cpu_decode`'s kernel can be built (and `cpu_kernel`), the linear layers are that
-    kernel's instead: one copy of each weight, which serves prompts and decoding alike."""
+    kernel's instead (int8 or fp32): one copy of each weight, which serves prompts and
+    decoding alike."""
     model = load_model(path, dtype=dtype, device=device)
     model.fuse_projections()
     weight = model.embed_tokens.weight
-    if int8:
+    if weight.device.type == "cpu" and weight.dtype == torch.float32 and cpu_kernel and cpu_decode.available():
+        cpu_decode.use_panels(model, int8=int8)
+    elif int8:
         quantize_int8(model)
     elif weight.device.type == "cpu":
-        if cpu_kernel and weight.dtype == torch.float32 and cpu_decode.available():
-            cpu_decode.use_panels(model)
-        else:
-            use_cpu_linears(model, max_rows)
+        use_cpu_linears(model, max_rows)
     return model
 
 

@@ -19,16 +19,21 @@ from dscoder.infer.layout import replace_linears
 _COMPUTE_DTYPE = torch.bfloat16
 
 
+def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """int8 weights [out, in] and fp32 scales [out]: each row's largest magnitude maps to 127."""
+    weight = weight.detach().float()
+    scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    return torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous(), scales
+
+
 class Int8Linear(nn.Module):
     """A bias-free linear layer with int8 weights [out, in] and one scale per output."""
 
     def __init__(self, weight: Tensor) -> None:
         super().__init__()
-        weight = weight.detach().float()
-        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        quantized = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+        quantized, scales = quantize_rows(weight)
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-        self.register_buffer("weight", quantized.contiguous())
+        self.register_buffer("weight", quantized)
         self.register_buffer("scales", scales.to(_COMPUTE_DTYPE))
 
     def forward(self, x: Tensor) -> Tensor:
