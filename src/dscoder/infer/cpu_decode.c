@@ -21,9 +21,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
 /* A weight matrix in panels (below): fp32, or int8 with one fp32 scale per output row. */
 typedef struct {
@@ -54,22 +51,6 @@ typedef struct {
 #define PANEL 32
 #define TILE_ROWS 8
 typedef float v16 __attribute__((vector_size(64)));
-
-/* Ask for 2 MB pages over the whole 2 MB blocks of [start, start + bytes), before they are
- * first written. A token reads every weight once: with 4 KB pages that is one page walk per
- * 4 KB read, 512 times fewer with 2 MB ones. Linux only; elsewhere, and where the kernel
- * refuses, a no-op. */
-void advise_huge_pages(void *start, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    uintptr_t first = ((uintptr_t)start + huge - 1) & ~(huge - 1);
-    uintptr_t end = ((uintptr_t)start + bytes) & ~(huge - 1);
-    if (end > first) madvise((void *)first, end - first, MADV_HUGEPAGE);
-#else
-    (void)start;
-    (void)bytes;
-#endif
-}
 
 /* Rearrange a row-major w [out, in] of `element` bytes (4: fp32, 1: int8) into panels. */
 void pack_panels(const void *restrict w, void *restrict panels, int64_t out, int64_t in, int element,

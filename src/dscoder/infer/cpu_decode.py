@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from dscoder.infer.layout import replace_linears
 from dscoder.infer.quant import quantize_rows
 from dscoder.model import Transformer
+from dscoder.model.memory import huge_page_bytes
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ def _library() -> ctypes.CDLL | None:
                 library.pack_panels.argtypes = [*[ctypes.c_void_p] * 2, *[ctypes.c_int64] * 2, ctypes.c_int,
                                                 ctypes.c_int]
                 library.pack_panels.restype = None
-                library.advise_huge_pages.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-                library.advise_huge_pages.restype = None
                 return library
     except (OSError, subprocess.SubprocessError) as error:
         log.info("the CPU decoding kernel could not be built (%s): decoding runs on PyTorch", error)
@@ -149,7 +148,9 @@ class PanelLinear(nn.Module):
     `int8` stores them as int8 with one fp32 scale per output row (`quant.quantize_rows`, as
     Int8Linear), a quarter of the bytes to read per token. No gradients."""
 
-    def __init__(self, weight: Tensor, int8: bool = False) -> None:
+    def __init__(self, weight: Tensor, int8: bool = False, storage: Tensor | None = None) -> None:
+        """`storage`: where to keep the panels (uint8, `panel_bytes` long, 64-byte aligned);
+        by default a buffer of their own."""
         super().__init__()
         weight = weight.detach().to("cpu", torch.float32).contiguous()
         self.out_features, self.in_features = weight.shape
@@ -160,9 +161,10 @@ class PanelLinear(nn.Module):
             scales = torch.zeros(count * PANEL)
             scales[: self.out_features] = row_scales
         self.register_buffer("scales", scales)
-        self.register_buffer("panels", torch.empty(count, self.in_features, PANEL, dtype=weight.dtype))
+        if storage is None:
+            (storage,) = huge_page_arena([panel_bytes(self.out_features, self.in_features, int8)])
+        self.register_buffer("panels", storage.view(weight.dtype).view(count, self.in_features, PANEL))
         kernel = _kernel()
-        kernel.advise_huge_pages(self.panels.data_ptr(), self.panels.numel() * self.panels.element_size())
         kernel.pack_panels(weight.data_ptr(), self.panels.data_ptr(), self.out_features, self.in_features,
                            weight.element_size(), torch.get_num_threads())
 
@@ -185,11 +187,30 @@ class PanelLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, panels={PANEL}, {dtype}"
 
 
+def panel_bytes(out_features: int, in_features: int, int8: bool) -> int:
+    """Bytes of the panels of an [out, in] weight."""
+    return -(-out_features // PANEL) * PANEL * in_features * (1 if int8 else 4)
+
+
+def huge_page_arena(sizes: list[int]) -> list[Tensor]:
+    """Pieces (uint8, of these byte sizes, each 64-byte aligned) of one allocation in 2 MB pages
+    (`model.memory`): one arena gives small matrices 2 MB pages too, which an allocation of
+    their own would not get."""
+    offsets, total = [], 0
+    for size in sizes:
+        offsets.append(total)
+        total += -(-size // 64) * 64
+    arena = huge_page_bytes(total)
+    return [arena[offset: offset + size] for offset, size in zip(offsets, sizes, strict=True)]
+
+
 def use_panels(model: nn.Module, int8: bool = False) -> nn.Module:
     """Replace, in place, every bias-free nn.Linear of `model` by a PanelLinear (with int8
-    weights if `int8`); returns it."""
-    _kernel()
-    return replace_linears(model, lambda linear: PanelLinear(linear.weight, int8))
+    weights if `int8`), all panels in one `huge_page_arena`; returns `model`."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.bias is None]
+    storage = huge_page_arena([panel_bytes(m.out_features, m.in_features, int8) for m in linears])
+    pieces = dict(zip(map(id, linears), storage, strict=True))
+    return replace_linears(model, lambda linear: PanelLinear(linear.weight, int8, pieces[id(linear)]))
 
 
 def _row_major(weight: Tensor) -> bool:

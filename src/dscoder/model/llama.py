@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from dscoder.errors import UserError
 from dscoder.model import onednn
+from dscoder.model.memory import huge_page_zeros
 from dscoder.model.config import ModelConfig
 
 
@@ -83,8 +84,12 @@ class KVCache(nn.Module):
                  dtype: torch.dtype, device: torch.device | str) -> None:
         super().__init__()
         shape = (max_batch_size, num_kv_heads, max_seq_len, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        for name in ("k", "v"):
+            if torch.device(device).type == "cpu":  # read end to end every step: 2 MB pages
+                cache = huge_page_zeros(shape, dtype)
+            else:
+                cache = torch.zeros(shape, dtype=dtype, device=device)
+            self.register_buffer(name, cache, persistent=False)
 
     def update(self, k: Tensor, v: Tensor, access: CacheAccess) -> tuple[Tensor, Tensor]:
         """Store k, v [B, T, Hkv, D] at the slots of `access`; return the rows' keys and values
