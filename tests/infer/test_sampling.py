@@ -94,3 +94,10 @@ def test_batched_choice_matches_row_by_row_choice():
     alone = [Sampler(p, VOCAB, [5, 6]).choose(logits[i]) for i, p in enumerate(params)]
     assert batched == alone
     assert batched[0] == int(logits[0].argmax())
+
+
+def test_greedy_rows_of_a_batch_take_each_rows_first_largest_logit():
+    logits = torch.randn(6, 32256, generator=torch.Generator().manual_seed(2))
+    logits[2, 100] = logits[2, 7] = logits[2].max() + 1  # a tie: the first index wins
+    tokens = choose_tokens(logits, [Sampler(SamplingParams(), 32256, []) for _ in range(6)])
+    assert tokens == logits.argmax(-1).tolist() and tokens[2] == 7

@@ -130,9 +130,17 @@ def choose_tokens(logits: Tensor, samplers: Sequence[Sampler]) -> list[int]:
     simple = [i for i, s in enumerate(samplers) if s.plain_greedy]
     if simple:
         rows = logits if len(simple) == len(samplers) else logits[simple]
-        for i, token in zip(simple, rows.argmax(dim=-1).tolist(), strict=True):
+        for i, token in zip(simple, _argmax_rows(rows), strict=True):
             tokens[i] = token
     for i, sampler in enumerate(samplers):
         if tokens[i] is None:
             tokens[i] = sampler.choose(logits[i])
     return tokens  # type: ignore[return-value]
+
+
+def _argmax_rows(rows: Tensor) -> list[int]:
+    """Each row's first largest index. On CPU through numpy, whose argmax is vectorized: 18 us
+    for 8 x 32256 fp32 against torch's 330 us (one thread), a tenth of a decoding step."""
+    if rows.device.type == "cpu" and rows.dtype in (torch.float32, torch.float64):
+        return rows.numpy().argmax(-1).tolist()
+    return rows.argmax(dim=-1).tolist()
