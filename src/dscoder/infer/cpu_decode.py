@@ -70,8 +70,7 @@ def _cpu_fingerprint() -> str:
     """What the compiled code depends on: the CPU's model and instruction-set flags."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            return "".join(line for line in cpuinfo if line.startswith(("model name", "flags", "Features"))
-                           ).strip().split("\n\n")[0]
+            return "".join(sorted({line for line in cpuinfo if line.startswith(("model name", "flags", "Features"))}))
     except OSError:
         return platform.machine() + platform.processor()
 
