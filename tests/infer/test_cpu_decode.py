@@ -192,3 +192,30 @@ def test_an_int8_checkpoint_engine_decodes_in_the_kernel_what_its_model_predicts
             for _ in range(6):
                 ids.append(int(engine.model(torch.tensor([ids]))[0, -1].argmax()))
         assert result.token_ids == ids[len(prompt):]
+
+
+def test_a_models_panels_share_one_aligned_arena():
+    model = decoding_model()
+    panels = [m.panels for m in model.modules() if isinstance(m, cpu_decode.PanelLinear)]
+    assert len(panels) == 4 * CONFIG.num_layers + 1
+    assert len({p.untyped_storage().data_ptr() for p in panels}) == 1
+    assert all(p.data_ptr() % 64 == 0 for p in panels)
+
+
+def test_several_threads_give_the_same_logits_as_one():
+    results = []
+    for threads in (1, 2):
+        model = decoding_model(rows=3, length=32)
+        decoder = cpu_decode.CpuDecoder(model)
+        torch.set_num_threads(threads)  # the infer tests' fixture restores it
+        with torch.inference_mode():
+            model.forward_hidden(torch.tensor([[4, 8, 15, 16]] * 3), torch.arange(4).expand(3, 4))
+            results.append([decoder([23, 42, 7], [4 + step, 4 + step, 4 + step], [0, 1, 2]) for step in range(3)])
+    for one, two in zip(*results, strict=True):
+        assert torch.equal(one, two)  # each output is one thread's sum, in the same order
+
+
+def test_panel_layers_refuse_to_be_trained_through():
+    panel = cpu_decode.PanelLinear(torch.randn(8, 4))
+    with pytest.raises(RuntimeError, match="gradients"):
+        panel(torch.randn(2, 4, requires_grad=True))

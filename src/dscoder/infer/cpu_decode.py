@@ -174,6 +174,8 @@ class PanelLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype != torch.float32 or x.device.type != "cpu":
             raise TypeError(f"PanelLinear takes fp32 CPU inputs, got {x.dtype} on {x.device}")
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError("PanelLinear is for inference: it computes no gradients")
         rows = x.reshape(-1, self.in_features).contiguous()
         y = torch.empty(rows.shape[0], self.out_features)
         matrix = self.matrix()
