@@ -20,8 +20,8 @@ from torch.utils.checkpoint import checkpoint
 
 from dscoder.errors import UserError
 from dscoder.model import onednn
-from dscoder.model.memory import huge_page_zeros
 from dscoder.model.config import ModelConfig
+from dscoder.model.memory import huge_page_zeros
 
 
 class Linear(nn.Linear):
