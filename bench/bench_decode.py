@@ -18,9 +18,10 @@ over rounds of rate / limit.
 
 "dscoder" is our engine as the CLI and server load it (fp32 on CPU: the native kernel of
 dscoder.infer.cpu_decode, where a C compiler builds it); "dscoder pytorch" the same engine with
-the kernel turned off. --int8 adds our engine with int8 weight-only quantization, and reports how often its greedy
-choice agrees with the fp32 model's, teacher-forced along the fp32 greedy output (the share of
-positions whose next-token argmax is the same), and how long the free-running outputs agree.
+the kernel turned off. --int8 adds our engine with int8 weight-only quantization, and reports
+how often its greedy choice agrees with the fp32 model's, teacher-forced along the fp32 greedy
+output (the share of positions whose next-token argmax is the same), and how long the
+free-running outputs agree.
 
     PYTHONPATH=src python bench/bench_decode.py                      # tiny and small, fp32
     PYTHONPATH=src python bench/bench_decode.py --presets small --int8 --compile

@@ -34,6 +34,13 @@ def decoding_model(seed: int = 0, rows: int = 4, length: int = 64) -> Transforme
     return model
 
 
+def assert_decodes_on_pytorch(model: Transformer, tokenizer) -> None:
+    engine = Engine(model, tokenizer, max_batch_size=1, max_seq_len=16)
+    assert engine._cpu_decoder is None
+    (result,) = engine.generate([Request([1, 2, 3], SamplingParams(max_new_tokens=4), ignore_eos=True)])
+    assert len(result.token_ids) == 4
+
+
 def test_the_kernel_builds_into_the_cache_directory(fresh_library):
     assert cpu_decode.available()
     (library,) = (fresh_library / "dscoder" / "kernels").glob("cpu_decode-*.so")
@@ -120,10 +127,7 @@ def test_models_the_kernel_cannot_run_are_named_and_decode_on_pytorch(tokenizer)
     assert "cache" in cpu_decode.unsupported_reason(no_cache)
     with pytest.raises(ValueError, match="fused"):
         cpu_decode.CpuDecoder(unfused)
-    engine = Engine(unfused, tokenizer, max_batch_size=1, max_seq_len=16)
-    assert engine._cpu_decoder is None
-    (result,) = engine.generate([Request([1, 2, 3], SamplingParams(max_new_tokens=4), ignore_eos=True)])
-    assert len(result.token_ids) == 4
+    assert_decodes_on_pytorch(unfused, tokenizer)
 
 
 @pytest.mark.parametrize("setting", [{"CC": "no-such-compiler-here"}, {"CC": "false"}, {"DSCODER_CPU_KERNEL": "0"}])
@@ -135,10 +139,7 @@ def test_without_a_working_compiler_or_when_turned_off_decoding_stays_on_pytorch
     assert not list(fresh_library.glob("dscoder/kernels/*.so"))
     model = Transformer(CONFIG.replace(vocab_size=tokenizer.vocab_size))
     model.fuse_projections()
-    engine = Engine(model, tokenizer, max_batch_size=1, max_seq_len=16)
-    assert engine._cpu_decoder is None
-    (result,) = engine.generate([Request([1, 2, 3], SamplingParams(max_new_tokens=4), ignore_eos=True)])
-    assert len(result.token_ids) == 4
+    assert_decodes_on_pytorch(model, tokenizer)
 
 
 def test_a_decoder_refuses_to_run_after_its_models_cache_is_replaced():

@@ -285,8 +285,8 @@ class CpuDecoder:
             raise ValueError("a position or cache row lies outside the cache")
         if len(set(rows)) != batch:
             raise ValueError("two sequences of one step share a cache row")
-        if any(layer.self_attn.kv_cache is None or layer.self_attn.kv_cache.k is not k
-               for layer, (k, _) in zip(self._model_module.layers, self._caches, strict=True)):
+        # setup_cache replaces every layer's cache at once: the first one tells.
+        if self._model_module.cache is None or self._model_module.cache.k is not self._caches[0][0]:
             raise RuntimeError("the model's cache was replaced (setup_cache) after this decoder was built")
         ids = torch.tensor([list(tokens), list(positions), list(rows)], dtype=torch.int64)
         logits = torch.empty(batch, self.vocab_size)

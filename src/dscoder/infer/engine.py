@@ -301,12 +301,10 @@ class Engine:
         if self._cpu_decoder is not None:
             logits = self._cpu_decoder([s.last_token for s in seqs], [s.position for s in seqs],
                                        [s.row for s in seqs])
-            for s in seqs:
-                s.position += 1
-            return self._advance(seqs, logits)
-        tokens = torch.tensor([[s.last_token] for s in seqs], device=self.device)
-        input_pos = torch.tensor([[s.position] for s in seqs], device=self.device)
-        logits = self._decode_logits(tokens, input_pos, self._rows(seqs))
+        else:
+            tokens = torch.tensor([[s.last_token] for s in seqs], device=self.device)
+            input_pos = torch.tensor([[s.position] for s in seqs], device=self.device)
+            logits = self._decode_logits(tokens, input_pos, self._rows(seqs))
         for s in seqs:
             s.position += 1
         return self._advance(seqs, logits)
