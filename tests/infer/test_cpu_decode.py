@@ -8,7 +8,7 @@ import torch
 from dscoder.infer import Engine, Request, SamplingParams, cpu_decode
 from dscoder.infer.layout import use_cpu_linears
 from dscoder.infer.quant import quantize_int8, quantize_rows
-from dscoder.model import PRESETS, Transformer
+from dscoder.model import PRESETS, ModelConfig, Transformer
 
 # Grouped-query attention (4 query heads share 2 key/value heads), a vocabulary that is no
 # multiple of a vector width.
@@ -24,9 +24,9 @@ def fresh_library(monkeypatch: pytest.MonkeyPatch, tmp_path):
     cpu_decode._library.cache_clear()
 
 
-def decoding_model(seed: int = 0, rows: int = 4, length: int = 64) -> Transformer:
+def decoding_model(seed: int = 0, rows: int = 4, length: int = 64, config: ModelConfig = CONFIG) -> Transformer:
     torch.manual_seed(seed)
-    model = Transformer(CONFIG).eval()
+    model = Transformer(config).eval()
     model.init_weights(std=0.1)
     model.fuse_projections()
     cpu_decode.use_panels(model)
@@ -84,6 +84,23 @@ def test_steps_give_the_models_logits_for_rows_at_different_positions():
             torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("head_dim", [24, 64, 128])
+def test_steps_give_the_models_logits_for_other_head_sizes(head_dim: int):
+    # 64 and 128 (the released models' size) run code compiled for that size, 24 the general
+    # code with a partly filled vector per key; 37-40 cached slots: two blocks of 16 and a tail.
+    config = CONFIG.replace(hidden_size=2 * head_dim, num_heads=2, num_kv_heads=1, intermediate_size=3 * head_dim)
+    model = decoding_model(rows=2, length=48, config=config)
+    decoder = cpu_decode.CpuDecoder(model)
+    torch.manual_seed(2)
+    sequence = torch.randint(0, config.vocab_size, (36,)).tolist()
+    with torch.inference_mode():
+        model.forward_hidden(torch.tensor([sequence]), torch.arange(len(sequence))[None], torch.tensor([1]))
+        for token in (4, 500, 996, 17):
+            logits = decoder([token], [len(sequence)], [1])
+            sequence.append(token)
+            torch.testing.assert_close(logits[0], model(torch.tensor([sequence]))[0, -1], rtol=1e-4, atol=1e-5)
+
+
 def test_the_kernel_writes_the_same_cache_entries_as_pytorch():
     kernel_model, torch_model = decoding_model(), decoding_model()
     prompt = [5, 9, 2]
@@ -125,6 +142,8 @@ def test_models_the_kernel_cannot_run_are_named_and_decode_on_pytorch(tokenizer)
     no_cache = Transformer(CONFIG)
     no_cache.fuse_projections()
     assert "cache" in cpu_decode.unsupported_reason(no_cache)
+    wide_heads = decoding_model(rows=1, length=16, config=CONFIG.replace(hidden_size=272, num_heads=1, num_kv_heads=1))
+    assert "head" in cpu_decode.unsupported_reason(wide_heads)
     with pytest.raises(ValueError, match="fused"):
         cpu_decode.CpuDecoder(unfused)
     assert_decodes_on_pytorch(unfused, tokenizer)

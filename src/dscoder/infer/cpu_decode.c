@@ -171,29 +171,166 @@ static void rope(float *restrict v, const float *restrict cos, const float *rest
     }
 }
 
-/* One query head over the cached slots [0, length) of its key/value head. */
-static void attend(const float *restrict q, const float *restrict keys, const float *restrict values,
-                   int64_t length, int64_t dim, float *restrict scores, float *restrict out) {
-    float scale = 1.0f / sqrtf((float)dim), best = -INFINITY;
-    for (int64_t t = 0; t < length; t++) {
-        const float *k = keys + t * dim;
+/* ---- small vector helpers ---------------------------------------------------------- */
+
+typedef int32_t i16 __attribute__((vector_size(64)));
+
+static inline v16 larger(v16 a, v16 b) {
+    i16 a_wins = a > b;
+    return (v16)(((i16)a & a_wins) | ((i16)b & ~a_wins));
+}
+
+/* e^x in each lane, within one unit in the last place for x in [-87, 88] (outside, x is
+ * clamped to those ends): x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor series to
+ * r^7, times 2^n written into the exponent bits. */
+static inline v16 exp16(v16 x) {
+    x = larger(x, (v16){0} - 87.0f);
+    x = -larger(-x, (v16){0} - 88.0f);
+    const float round = 12582912.0f; /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
+    v16 n = (x * 1.44269504f + round) - round;
+    v16 r = x - n * 0.693145752f - n * 1.42860677e-06f; /* ln 2 in two parts, so n ln 2 is exact */
+    v16 p = (v16){0} + 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    i16 bits = (__builtin_convertvector(n, i16) + 127) << 23;
+    v16 two_to_n;
+    memcpy(&two_to_n, &bits, sizeof two_to_n);
+    return p * two_to_n;
+}
+
+/* The first n floats at p (all 16 if n >= 16), zeros in the lanes after them. */
+static inline v16 load_part(const float *p, int64_t n) {
+    v16 v = {0};
+    if (n >= 16) memcpy(&v, p, sizeof v);
+    else for (int64_t i = 0; i < n; i++) v[i] = p[i];
+    return v;
+}
+
+/* The first n lanes of v (all 16 if n >= 16) to p. */
+static inline void store_part(float *p, v16 v, int64_t n) {
+    if (n >= 16) memcpy(p, &v, sizeof v);
+    else for (int64_t i = 0; i < n; i++) p[i] = v[i];
+}
+
+/* Lanes of two vectors picked by 16 constant indices (0-15: a, 16-31: b). */
+#ifdef __clang__
+#define PICK(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define PICK(a, b, ...) __builtin_shuffle(a, b, (i16){__VA_ARGS__})
+#endif
+
+/* FOLDn: a's and b's lanes in groups of 2n, each group's two halves added: the result holds
+ * a's groups, then b's, each n lanes wide. */
+#define FOLD8(a, b) (PICK(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) + \
+                     PICK(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31))
+#define FOLD4(a, b) (PICK(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) + \
+                     PICK(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31))
+#define FOLD2(a, b) (PICK(a, b, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) + \
+                     PICK(a, b, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31))
+#define FOLD1(a, b) (PICK(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) + \
+                     PICK(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31))
+
+/* The sums of the lanes of a[0], ..., a[15] as the lanes of one vector, in four rounds of
+ * folds (45 operations for 16 sums, against about 8 per sum one vector at a time). */
+static inline v16 sum_lanes16(const v16 a[16]) {
+    v16 b[8], c[4], d[2];
+    for (int i = 0; i < 8; i++) b[i] = FOLD8(a[2 * i], a[2 * i + 1]);
+    for (int i = 0; i < 4; i++) c[i] = FOLD4(b[2 * i], b[2 * i + 1]);
+    for (int i = 0; i < 2; i++) d[i] = FOLD2(c[2 * i], c[2 * i + 1]);
+    return FOLD1(d[0], d[1]);
+}
+
+/* ---- attention over the cache ------------------------------------------------------- */
+
+#define MAX_HEAD_VECTORS 16 /* head_dim up to 256 (cpu_decode.py refuses larger) */
+
+/* q . k for one query and one key of dim floats, as a vector whose lanes sum to it. */
+static inline __attribute__((always_inline)) v16 dot_lanes(const v16 *query, const float *k, int64_t dim) {
+    v16 sum = query[0] * load_part(k, dim);
+    for (int64_t j = 1; j < (dim + 15) / 16; j++) sum += query[j] * load_part(k + 16 * j, dim - 16 * j);
+    return sum;
+}
+
+/* One query head over the cached slots [0, length) of its key/value head: scores 16 slots at
+ * a time, softmax, then the values weighted by it. Inlined with dim a constant for the usual
+ * head sizes. */
+static inline __attribute__((always_inline)) void attend(const float *restrict q, const float *restrict keys,
+        const float *restrict values, int64_t length, int64_t dim, float *restrict scores, float *restrict out) {
+    const int64_t vectors = (dim + 15) / 16;
+    const float scale = 1.0f / sqrtf((float)dim);
+    v16 query[MAX_HEAD_VECTORS];
+    for (int64_t j = 0; j < vectors; j++) query[j] = load_part(q + 16 * j, dim - 16 * j);
+
+    v16 best16 = (v16){0} - INFINITY;
+    int64_t t = 0;
+    for (; t + 16 <= length; t += 16) {
+        v16 parts[16];
+        for (int u = 0; u < 16; u++) {
+            parts[u] = dot_lanes(query, keys + (t + u) * dim, dim);
+            /* The values of these slots are read next: ask for them now, so the two streams
+             * overlap instead of the second starting cold. */
+            for (int64_t line = 0; line < dim; line += 16) __builtin_prefetch(values + (t + u) * dim + line, 0, 2);
+        }
+        v16 s = sum_lanes16(parts) * scale;
+        memcpy(scores + t, &s, sizeof s);
+        best16 = larger(s, best16);
+    }
+    float best = -INFINITY;
+    for (int u = 0; u < 16; u++) best = best16[u] > best ? best16[u] : best;
+    for (; t < length; t++) {
+        v16 part = dot_lanes(query, keys + t * dim, dim);
         float s = 0;
-        #pragma omp simd reduction(+ : s)
-        for (int64_t d = 0; d < dim; d++) s += q[d] * k[d];
+        for (int u = 0; u < 16; u++) s += part[u];
         scores[t] = s * scale;
-        if (scores[t] > best) best = scores[t];
+        best = scores[t] > best ? scores[t] : best;
+    }
+
+    v16 totals = {0};
+    for (t = 0; t < length; t += 16) {
+        int64_t n = length - t < 16 ? length - t : 16;
+        v16 e = exp16(load_part(scores + t, n) - best);
+        for (int64_t u = n; u < 16; u++) e[u] = 0;
+        totals += e;
+        store_part(scores + t, e, n);
     }
     float total = 0;
-    for (int64_t t = 0; t < length; t++) {
-        scores[t] = expf(scores[t] - best);
-        total += scores[t];
-    }
-    for (int64_t d = 0; d < dim; d++) out[d] = 0;
-    for (int64_t t = 0; t < length; t++) {
+    for (int u = 0; u < 16; u++) total += totals[u];
+
+    /* Even and odd slots in separate sums: twice the multiply-adds in flight. */
+    v16 even[MAX_HEAD_VECTORS], odd[MAX_HEAD_VECTORS];
+    for (int64_t j = 0; j < vectors; j++) even[j] = odd[j] = (v16){0};
+    for (t = 0; t + 2 <= length; t += 2) {
         const float *v = values + t * dim;
-        float p = scores[t] / total;
-        #pragma omp simd
-        for (int64_t d = 0; d < dim; d++) out[d] += p * v[d];
+        for (int64_t j = 0; j < vectors; j++) {
+            even[j] += scores[t] * load_part(v + 16 * j, dim - 16 * j);
+            odd[j] += scores[t + 1] * load_part(v + dim + 16 * j, dim - 16 * j);
+        }
+    }
+    if (t < length)
+        for (int64_t j = 0; j < vectors; j++)
+            even[j] += scores[t] * load_part(values + t * dim + 16 * j, dim - 16 * j);
+    for (int64_t j = 0; j < vectors; j++) store_part(out + 16 * j, (even[j] + odd[j]) / total, dim - 16 * j);
+}
+
+static void attend_head(const float *q, const float *keys, const float *values, int64_t length, int64_t dim,
+                        float *scores, float *out) {
+    switch (dim) {
+        case 64: attend(q, keys, values, length, 64, scores, out); break;
+        case 128: attend(q, keys, values, length, 128, scores, out); break;
+        default: attend(q, keys, values, length, dim, scores, out); break;
+    }
+}
+
+/* act = silu(gate) * up, elementwise over n floats. */
+static void swiglu(const float *restrict gate, const float *restrict up, float *restrict act, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        v16 g = load_part(gate + i, n - i);
+        store_part(act + i, g / (1.0f + exp16(-g)) * load_part(up + i, n - i), n - i);
     }
 }
 
@@ -243,8 +380,8 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
         for (int64_t b = 0; b < batch; b++) {
             for (int64_t h = 0; h < heads; h++) {
                 size_t head = (size_t)(rows[b] * kv_heads + h / group) * m->max_seq * dim;
-                attend(qkv + b * qkv_width + h * dim, L->k_cache + head, L->v_cache + head,
-                       positions[b] + 1, dim, scores + (b * heads + h) * longest, mixed + b * q_width + h * dim);
+                attend_head(qkv + b * qkv_width + h * dim, L->k_cache + head, L->v_cache + head, positions[b] + 1,
+                            dim, scores + (b * heads + h) * longest, mixed + b * q_width + h * dim);
             }
         }
         product(&L->o, mixed, normed, batch, q_width, hidden, threads);
@@ -252,11 +389,8 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
 
         rms_norm(x, L->mlp_norm, normed, batch, hidden, m->eps);
         product(&L->gate_up, normed, gate_up, batch, hidden, 2 * inter, threads);
-        for (int64_t b = 0; b < batch; b++) {
-            const float *gate = gate_up + b * 2 * inter, *up = gate + inter;
-            for (int64_t i = 0; i < inter; i++)
-                act[b * inter + i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
-        }
+        for (int64_t b = 0; b < batch; b++)
+            swiglu(gate_up + b * 2 * inter, gate_up + b * 2 * inter + inter, act + b * inter, inter);
         product(&L->down, act, normed, batch, inter, hidden, threads);
         for (int64_t i = 0; i < batch * hidden; i++) x[i] += normed[i];
     }

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_decode.c")
 PANEL = 32  # output rows per panel, as in cpu_decode.c
+MAX_HEAD_DIM = 256  # widest attention head, as MAX_HEAD_VECTORS in cpu_decode.c
 # Tried in order: the fastest build first, then builds for compilers that lack a feature.
 _FLAG_SETS = (
     ["-O3", "-march=native", "-fopenmp"],
@@ -224,6 +225,8 @@ def unsupported_reason(model: Transformer) -> str | None:
         return "the CPU kernel is not available"
     if model.cache is None:
         return "the model has no key/value cache"
+    if model.config.head_dim > MAX_HEAD_DIM:
+        return f"the heads are {model.config.head_dim} wide; the kernel takes at most {MAX_HEAD_DIM}"
     if model.cache.k.dtype != torch.float32 or model.cache.k.device.type != "cpu":
         return "the cache is not fp32 on the CPU"
     tensors = [model.embed_tokens.weight, model.norm.weight, model.rope_cos, model.rope_sin]
