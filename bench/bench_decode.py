@@ -25,6 +25,7 @@ free-running outputs agree.
 
     PYTHONPATH=src python bench/bench_decode.py                      # tiny and small, fp32
     PYTHONPATH=src python bench/bench_decode.py --presets small --int8 --compile
+    PYTHONPATH=src python bench/bench_decode.py --presets tiny --prompt-tokens 2000  # long context
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from dscoder.infer.engine import load_for_inference
 from dscoder.model import PRESETS, Transformer, save_model
 from dscoder.tokenizer import Tokenizer, train_tokenizer
 
-PROMPT_TOKENS = 64
 
 
 class BandwidthProbe:
@@ -150,8 +150,8 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
 
     config = PRESETS[preset]
     torch.manual_seed(0)
-    prompt = torch.randint(0, tokenizer.bpe_vocab_size, (PROMPT_TOKENS,)).tolist()
-    max_seq_len = PROMPT_TOKENS + args.tokens
+    prompt = torch.randint(0, tokenizer.bpe_vocab_size, (args.prompt_tokens,)).tolist()
+    max_seq_len = args.prompt_tokens + args.tokens
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as directory:
         save_model(Transformer(config), directory)
         # Ours as `dscoder complete` and `dscoder serve` load it (fp32: decoded by the native
@@ -190,11 +190,11 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
     limits = [max(readers.values()) for readers in bandwidths]
     per_round = {name: list(zip(values, rounds["transformers"], limits, strict=True))
                  for name, values in rounds.items()}
-    cached = PROMPT_TOKENS + args.tokens // 2
+    cached = args.prompt_tokens + args.tokens // 2
     read_bytes = {name: bytes_per_token(quantized if name == "dscoder int8" else ours, cached)
                   for name in rounds if name != "transformers"}
     print(f"{preset}: {config.num_parameters() / 1e6:.1f} M parameters, {args.tokens} new tokens after "
-          f"{PROMPT_TOKENS}, {torch.get_num_threads()} threads, {args.repeats} rounds; read bandwidth over "
+          f"{args.prompt_tokens}, {torch.get_num_threads()} threads, {args.repeats} rounds; read bandwidth over "
           f"1 GiB fp32, medians of rounds: " + ", ".join(
               f"{name} {statistics.median(r[name] for r in bandwidths) / 1e9:.1f} GB/s" for name in bandwidths[0])
           + "; the faster per round counts")
@@ -219,6 +219,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
     parser.add_argument("--tokens", type=int, default=128, help="new tokens per timed run")
+    parser.add_argument("--prompt-tokens", type=int, default=64,
+                        help="prompt length: the cache each new token attends over starts this long")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--int8", action="store_true", help="add int8 weight-only quantization")

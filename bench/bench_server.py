@@ -1,9 +1,14 @@
 """Server throughput and latency: 1 streaming client against 8 concurrent ones.
 
-A random model of the `tiny` preset (its vocabulary cut to the tokenizer's, so every token
-decodes to text) is served by `dscoder serve`'s code in a child process; each client sends
+A random model of a preset (`tiny` by default; its vocabulary cut to the tokenizer's, so
+every token decodes to text) is served by `dscoder serve`'s code in a child process; each client sends
 requests one after another (closed loop) over HTTP and reads the server-sent events. Every
 request asks for the same number of tokens (`ignore_eos`), greedily.
+
+With --join-prompt-tokens N, one more scenario: all but one client stream as before, and once
+they are decoding one request with an N-token prompt joins them. Reported: the longest gap and
+the ITL p99 of the running streams while it was prefilled, and its own TTFT; the server's
+--max-prefill-tokens sets how much of that prompt a step may feed while others decode.
 
 Reported per scenario: completion tokens per second (median over rounds), time to first token
 (TTFT: request sent -> first text chunk), time per output token (TPOT: per request, from the
@@ -14,6 +19,13 @@ at batch 1 and 8 shows the ceiling.
 
     PYTHONPATH=src .venv/bin/python bench/bench_server.py
     PYTHONPATH=src .venv/bin/python bench/bench_server.py --rounds 5 --max-tokens 128 --json out.json
+    PYTHONPATH=src .venv/bin/python bench/bench_server.py --preset small
+    PYTHONPATH=src .venv/bin/python bench/bench_server.py --join-prompt-tokens 1500 --max-prefill-tokens 128
+
+The two presets sit at the two ends of what batching can gain on a CPU. With `small` (~100M
+parameters) one stream is bound by memory bandwidth, and a batch reads each weight once for
+all its rows, as with the released models. `tiny` reads so few bytes per token that one
+stream is already fast, and a batch of 8 is bound by the multiply-adds of its output layer.
 """
 
 from __future__ import annotations
@@ -36,10 +48,10 @@ import torch
 from dscoder.infer import Engine, Request, SamplingParams, completion_prompt
 from dscoder.model import PRESETS, Transformer, save_model
 from dscoder.serve import ServeOptions, serve
-from dscoder.tokenizer import train_tokenizer
+from dscoder.tokenizer import Tokenizer, train_tokenizer
 
 PROMPT = "import os\nimport sys\n\n\ndef main(argv):\n    parser = "
-MODEL_NAME = "tiny-bench"
+MODEL_NAME = "bench-model"
 
 
 @dataclass
@@ -47,6 +59,7 @@ class RequestTiming:
     ttft_s: float
     chunk_times: list[float]  # seconds since the request was sent, one per text chunk
     completion_tokens: int
+    sent: float  # time.perf_counter() when it was sent
 
 
 @dataclass
@@ -74,7 +87,7 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float]:
 # ---- the model and the server -------------------------------------------------------------
 
 
-def build_checkpoint(directory: Path, train_mb: float) -> Path:
+def build_checkpoint(directory: Path, train_mb: float, preset: str = "tiny") -> Path:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     texts, total = [], 0
     for path in sorted(stdlib.glob("*.py")):
@@ -84,7 +97,7 @@ def build_checkpoint(directory: Path, train_mb: float) -> Path:
         if total >= train_mb * 1e6:
             break
     tokenizer = train_tokenizer(texts, vocab_size=32000, min_frequency=1)
-    config = PRESETS["tiny"].replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
+    config = PRESETS[preset].replace(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
                                      eos_token_id=tokenizer.eos_id)
     torch.manual_seed(0)
     model = Transformer(config)
@@ -118,8 +131,8 @@ def wait_ready(url: str, process: multiprocessing.Process, timeout_s: float = 12
 # ---- the clients --------------------------------------------------------------------------
 
 
-async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int) -> RequestTiming:
-    body = {"model": MODEL_NAME, "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0,
+async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int, prompt: str = PROMPT) -> RequestTiming:
+    body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
             "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
     sent = time.perf_counter()
     chunks: list[float] = []
@@ -134,7 +147,7 @@ async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int) -> R
                 tokens = event["usage"]["completion_tokens"]
             if any(choice["text"] for choice in event["choices"]):
                 chunks.append(time.perf_counter() - sent)
-    return RequestTiming(chunks[0], chunks, tokens)
+    return RequestTiming(chunks[0], chunks, tokens, sent)
 
 
 @dataclass
@@ -159,6 +172,35 @@ async def run_clients(url: str, clients: int, requests_each: int, max_tokens: in
         per_client = await asyncio.gather(*(client_loop() for _ in range(clients)))
         wall = time.perf_counter() - started
     return Run([t for results in per_client for t in results], wall)
+
+
+async def run_joining(url: str, clients: int, max_tokens: int, long_prompt: str) -> tuple[list[float], float]:
+    """clients - 1 streams, then a request with a long prompt: the gaps between the streams'
+    chunks that arrived while it was being prefilled, and its time to first token."""
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=clients + 1)) as client:
+        await one_request(client, url, 8)
+        running = [asyncio.create_task(one_request(client, url, max_tokens)) for _ in range(clients - 1)]
+        await asyncio.sleep(0.25)  # they are decoding by now
+        joined = await one_request(client, url, 1, long_prompt)
+        timings = await asyncio.gather(*running)
+    window = (joined.sent, joined.sent + joined.ttft_s)
+    gaps = []
+    for t in timings:
+        arrivals = [t.sent + c for c in t.chunk_times]
+        gaps += [b - a for a, b in zip(arrivals, arrivals[1:], strict=False) if window[0] <= b <= window[1] + 0.05]
+    return gaps, joined.ttft_s
+
+
+def prompt_of_tokens(checkpoint: Path, tokens: int) -> str:
+    """Standard-library source cut to `tokens` tokens of the checkpoint's tokenizer."""
+    tokenizer = Tokenizer.from_dir(checkpoint)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    ids: list[int] = []
+    for path in sorted(stdlib.glob("*.py"), reverse=True):
+        ids += tokenizer.encode(path.read_text(encoding="utf-8", errors="replace"))
+        if len(ids) >= tokens:
+            return tokenizer.decode(ids[:tokens])
+    raise ValueError("not enough standard-library source for the long prompt")
 
 
 def summarize(clients: int, runs: list[Run]) -> Scenario:
@@ -195,6 +237,11 @@ def main() -> None:
                         help="rounds; each runs 1 client, then the concurrent clients, so both see "
                         "the same load on a shared machine")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens per request")
+    parser.add_argument("--preset", choices=["tiny", "small"], default="tiny", help="model size (default tiny)")
+    parser.add_argument("--join-prompt-tokens", type=int, default=0, metavar="N",
+                        help="also run the joining scenario with an N-token prompt (default: off)")
+    parser.add_argument("--max-prefill-tokens", type=int, default=512, metavar="N",
+                        help="the server's prompt tokens per step while others decode (default 512)")
     parser.add_argument("--max-batch-size", type=int, default=8)
     # One thread by default: the clients run on the same machine, and on a small shared one
     # torch's threads then fight them (and each other) for cores.
@@ -206,13 +253,16 @@ def main() -> None:
     runs: dict[int, list[Run]] = {1: [], args.clients: []}
     ratios = []
     with tempfile.TemporaryDirectory() as workdir:
-        checkpoint = build_checkpoint(Path(workdir), args.train_mb)
+        checkpoint = build_checkpoint(Path(workdir), args.train_mb, args.preset)
         vocab = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
         engine = {batch: engine_tokens_per_s(checkpoint, batch, args.max_tokens, args.threads)
                   for batch in (1, args.clients)}
         port = free_port()
+        max_seq_len = max(512, args.join_prompt_tokens + 64)
         options = ServeOptions(model=checkpoint, port=port, max_batch_size=args.max_batch_size,
-                               max_seq_len=512, threads=args.threads, log_level="warning")
+                               max_seq_len=max_seq_len, max_prefill_tokens=args.max_prefill_tokens,
+                               threads=args.threads, log_level="warning")
+        long_prompt = prompt_of_tokens(checkpoint, args.join_prompt_tokens) if args.join_prompt_tokens else None
         process = multiprocessing.get_context("spawn").Process(target=serve, args=(options,), daemon=True)
         process.start()
         url = f"http://127.0.0.1:{port}"
@@ -222,6 +272,8 @@ def main() -> None:
                 for clients in runs:
                     runs[clients].append(asyncio.run(run_clients(url, clients, args.requests, args.max_tokens)))
                 ratios.append(runs[args.clients][-1].tokens_per_s / runs[1][-1].tokens_per_s)
+            if long_prompt is not None:
+                joining = asyncio.run(run_joining(url, args.clients, args.max_tokens, long_prompt))
         finally:
             process.terminate()
             process.join(30)
@@ -230,7 +282,7 @@ def main() -> None:
 
     scenarios = [summarize(clients, client_runs) for clients, client_runs in runs.items()]
     speedup = statistics.median(ratios)
-    print(f"tiny preset (vocab {vocab}), {args.max_tokens} tokens per request, {args.requests} requests "
+    print(f"{args.preset} preset (vocab {vocab}), {args.max_tokens} tokens per request, {args.requests} requests "
           f"per client and round, {args.rounds} rounds, server torch threads {args.threads}")
     print(f"engine alone: batch 1 {engine[1]:.1f} tokens/s, batch {args.clients} "
           f"{engine[args.clients]:.1f} tokens/s ({engine[args.clients] / engine[1]:.2f}x)")
@@ -241,6 +293,13 @@ def main() -> None:
               f"{_triple(s.itl_ms):>24}")
     print(f"throughput with {args.clients} clients / 1 client: {speedup:.2f}x (median of the rounds: "
           f"{', '.join(f'{r:.2f}' for r in ratios)})")
+    if long_prompt is not None:
+        gaps, ttft = joining
+        spread = percentiles(gaps) if gaps else {"p50": 0.0, "p99": 0.0}
+        print(f"a {args.join_prompt_tokens}-token prompt joining {args.clients - 1} streams "
+              f"(--max-prefill-tokens {args.max_prefill_tokens}): its TTFT {ttft * 1000:.1f} ms; "
+              f"the streams' gaps meanwhile: longest {max(gaps, default=0) * 1000:.1f} ms, "
+              f"p99 {spread['p99']:.1f} ms, p50 {spread['p50']:.1f} ms")
     if args.json:
         args.json.write_text(json.dumps({
             "scenarios": [asdict(s) for s in scenarios], "speedup": round(speedup, 2),

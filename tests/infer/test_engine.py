@@ -101,6 +101,64 @@ def test_requests_beyond_the_rows_wait_and_new_ones_join_a_running_batch(
     assert tokens[late] == reference_greedy(model, prompts[0], 5)
 
 
+LONG_PROMPT = "import os\nimport sys\n\nclass Parser:\n    def __init__(self, text):\n        self.text = text\n"
+
+
+def test_a_long_prompt_joins_a_running_batch_a_chunk_per_step(engine: Engine, model: Transformer,
+                                                              tokenizer: Tokenizer):
+    engine.max_prefill_tokens = 4
+    short, long = ids_of(tokenizer, "def"), ids_of(tokenizer, LONG_PROMPT)
+    assert len(long) > 12
+    running = engine.add(Request(short, greedy(40), ignore_eos=True))
+    engine.step()
+    joining = engine.add(Request(long, greedy(5), ignore_eos=True))
+    tokens: dict[int, list[int]] = {}
+    steps_without_its_first_token = 0
+    while engine.has_work():
+        outputs = {out.seq_id: out for out in engine.step()}
+        if joining not in tokens and joining not in outputs:
+            steps_without_its_first_token += 1
+            assert running in outputs  # the running sequence kept decoding meanwhile
+        for seq_id, out in outputs.items():
+            tokens.setdefault(seq_id, [])
+            if out.finished:
+                tokens[seq_id] = out.result.token_ids
+    # 4 prompt tokens a step: the step that feeds the last of them also samples the first token.
+    assert steps_without_its_first_token == -(-len(long) // 4) - 1
+    assert tokens[joining] == reference_greedy(model, long, 5)
+    assert tokens[running] == reference_greedy(model, short, 40)
+
+
+def test_prompts_share_the_prefill_budget_and_a_cancelled_one_frees_its_row(
+        engine: Engine, model: Transformer, tokenizer: Tokenizer):
+    engine.max_prefill_tokens = 5
+    prompts = [ids_of(tokenizer, LONG_PROMPT), ids_of(tokenizer, PROMPTS[1]), ids_of(tokenizer, PROMPTS[0])]
+    running = engine.add(Request(ids_of(tokenizer, "x"), greedy(30), ignore_eos=True))
+    engine.step()
+    cancelled = engine.add(Request(prompts[0], greedy(5), ignore_eos=True))
+    engine.step()  # 5 of its prompt tokens are in its row now
+    engine.cancel(cancelled)
+    assert engine.num_running == 1
+    # The freed row is reused; the budget is split between prompts that continue and start.
+    later = [engine.add(Request(p, greedy(4), ignore_eos=True)) for p in prompts]
+    results = {}
+    while engine.has_work():
+        for out in engine.step():
+            assert out.seq_id != cancelled
+            if out.finished:
+                results[out.seq_id] = out.result.token_ids
+    assert [results[i] for i in later] == [reference_greedy(model, p, 4) for p in prompts]
+    assert results[running] == reference_greedy(model, ids_of(tokenizer, "x"), 30)
+
+
+def test_with_nothing_else_decoding_a_prompt_is_prefilled_whole(engine: Engine, tokenizer: Tokenizer):
+    engine.max_prefill_tokens = 1
+    seq_id = engine.add(Request(ids_of(tokenizer, LONG_PROMPT), greedy(3), ignore_eos=True))
+    assert [out.seq_id for out in engine.step()] == [seq_id]
+    with pytest.raises(UserError):
+        Engine(engine.model, tokenizer, max_prefill_tokens=0)
+
+
 def test_a_stop_token_ends_the_sequence_and_is_not_returned(engine: Engine, tokenizer: Tokenizer):
     prompt = ids_of(tokenizer, PROMPTS[0])
     (free,) = engine.generate([Request(prompt, greedy(16), ignore_eos=True)])

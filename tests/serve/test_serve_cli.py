@@ -9,7 +9,7 @@ import pytest
 
 from dscoder.cli import serve as serve_cli
 from dscoder.errors import UserError
-from dscoder.infer.engine import DEFAULT_MAX_SEQ_LEN
+from dscoder.infer.engine import DEFAULT_MAX_SEQ_LEN, PREFILL_CHUNK
 from dscoder.serve import ServeOptions, load_engine
 
 
@@ -21,10 +21,10 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_arguments_become_options(tmp_path: Path):
     args = parse("--model", str(tmp_path / "my-coder"), "--port", "9000", "--max-batch-size", "4",
-                 "--max-seq-len", "1024", "--dtype", "bfloat16", "--int8")
+                 "--max-seq-len", "1024", "--dtype", "bfloat16", "--int8", "--max-prefill-tokens", "64")
     options = serve_cli.options_from(args)
     assert options == ServeOptions(model=tmp_path / "my-coder", port=9000, max_batch_size=4, max_seq_len=1024,
-                                   dtype="bfloat16", int8=True)
+                                   dtype="bfloat16", int8=True, max_prefill_tokens=64)
     assert options.host == "127.0.0.1"  # only this machine, unless asked
     assert options.model_name == "my-coder"
     assert args.func is serve_cli.run_serve
@@ -34,6 +34,7 @@ def test_the_served_name_and_the_defaults(tmp_path: Path):
     options = serve_cli.options_from(parse("--model", str(tmp_path), "--served-model-name", "deepseek-coder"))
     assert options.model_name == "deepseek-coder"
     assert (options.max_seq_len, options.max_batch_size, options.port) == (DEFAULT_MAX_SEQ_LEN, 8, 8000)
+    assert options.max_prefill_tokens == PREFILL_CHUNK
 
 
 def test_a_missing_checkpoint_is_a_user_error(tmp_path: Path):
@@ -42,8 +43,8 @@ def test_a_missing_checkpoint_is_a_user_error(tmp_path: Path):
 
 
 def test_the_served_engine_has_the_asked_shape(checkpoint: Path):
-    engine = load_engine(ServeOptions(model=checkpoint, max_batch_size=3, max_seq_len=100))
-    assert (engine.max_batch_size, engine.max_seq_len) == (3, 100)
+    engine = load_engine(ServeOptions(model=checkpoint, max_batch_size=3, max_seq_len=100, max_prefill_tokens=16))
+    assert (engine.max_batch_size, engine.max_seq_len, engine.max_prefill_tokens) == (3, 100, 16)
 
 
 def test_the_model_leaves_a_core_to_the_http_server_unless_told_otherwise(tmp_path: Path):

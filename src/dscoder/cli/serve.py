@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch-size", type=int, default=8,
                         help="sequences decoded together; more wait for a free row (default 8)")
+    parser.add_argument("--max-prefill-tokens", type=int, default=None, metavar="N",
+                        help="prompt tokens a step may prefill while other requests are decoding; a "
+                        "longer prompt is fed over several steps, so it delays the others' tokens "
+                        "a chunk at a time (default 512)")
     parser.add_argument("--max-seq-len", type=int, default=None,
                         help="tokens per sequence, prompt and completion together (default: "
                         "4096, at most the model's context); sets the cache's memory")
@@ -42,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def options_from(args: argparse.Namespace):
     from dscoder.serve import ServeOptions
 
-    extra = {} if args.max_seq_len is None else {"max_seq_len": args.max_seq_len}
+    # Unset options keep ServeOptions' defaults (this module stays free of torch imports).
+    extra = {name: value for name in ("max_seq_len", "max_prefill_tokens")
+             if (value := getattr(args, name)) is not None}
     return ServeOptions(model=args.model, served_model_name=args.served_model_name,
                         host=args.host, port=args.port, max_batch_size=args.max_batch_size,
                         dtype=args.dtype, int8=args.int8, compile=args.compile,

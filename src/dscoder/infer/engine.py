@@ -16,9 +16,12 @@ Step-level API, for a scheduler such as the HTTP server's:
                 done(out.seq_id, out.result)
     engine.cancel(seq_id)               # any time: frees the row of a sequence nobody waits for
 
-A step decodes one token for every running sequence in one batched forward pass, then prefills,
-together, the prompts of waiting requests that fit into free rows (their first token comes
-from the prefill). Requests beyond the free rows wait in arrival order.
+A step decodes one token for every running sequence in one batched forward pass, then prefills
+the prompts of requests that hold a row (their first token comes from the prefill); requests
+beyond the free rows wait in arrival order. While other sequences decode, a step prefills at
+most `max_prefill_tokens` prompt tokens, and a longer prompt continues in the next steps: a
+long prompt joining a running batch delays the others' next tokens by one such chunk at a time
+rather than by its whole length. With nothing else decoding, prompts are prefilled whole.
 
 `load_for_inference` loads a checkpoint in the form that decodes fastest (int8 weights, or on
 CPU the linear layers of `dscoder.infer.layout`); `Engine.from_checkpoint` uses it. fp32 models
@@ -128,7 +131,7 @@ class _Sequence:
     detokenizer: IncrementalDetokenizer
     stops: StopStringMatcher
     row: int = -1
-    position: int = 0  # tokens in the cache row; the next token is written here
+    position: int = 0  # tokens in the cache row (prompt tokens while prefilling); the next is written here
     last_token: int = -1  # sampled, not yet in the cache
     token_ids: list[int] = field(default_factory=list)
     produced: int = 0
@@ -140,11 +143,15 @@ class Engine:
     `setup_cache` once, here), so one model serves one engine at a time."""
 
     def __init__(self, model: Transformer, tokenizer: Tokenizer, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                 max_seq_len: int = DEFAULT_MAX_SEQ_LEN, compile: bool = False, cpu_kernel: bool = True) -> None:
+                 max_seq_len: int = DEFAULT_MAX_SEQ_LEN, compile: bool = False, cpu_kernel: bool = True,
+                 max_prefill_tokens: int = PREFILL_CHUNK) -> None:
         config = model.config
         check_tokenizer_fits(config, tokenizer.vocab_size)
         if max_batch_size < 1:
             raise UserError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_prefill_tokens < 1:
+            raise UserError(f"max_prefill_tokens must be at least 1, got {max_prefill_tokens}")
+        self.max_prefill_tokens = max_prefill_tokens
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -156,6 +163,8 @@ class Engine:
         self._checkpoint_eos = frozenset({config.eos_token_id} - {-1})
         self._free_rows = list(range(max_batch_size))  # a heap: the lowest rows are reused first
         self._waiting: deque[_Sequence] = deque()
+        # Sequences holding a row: still prefilling their prompt (in arrival order), or decoding.
+        self._prefilling: dict[int, _Sequence] = {}
         self._running: dict[int, _Sequence] = {}
         self._next_id = 0
         # Decoding runs the same small shapes step after step, where compiling pays off;
@@ -215,18 +224,19 @@ class Engine:
 
     def cancel(self, seq_id: int) -> None:
         """Forget a sequence, waiting or running; unknown or finished ids are ignored."""
-        seq = self._running.pop(seq_id, None)
+        seq = self._running.pop(seq_id, None) or self._prefilling.pop(seq_id, None)
         if seq is not None:
             heapq.heappush(self._free_rows, seq.row)
             return
         self._waiting = deque(s for s in self._waiting if s.seq_id != seq_id)
 
     def has_work(self) -> bool:
-        return bool(self._waiting or self._running)
+        return bool(self._waiting or self._prefilling or self._running)
 
     @property
     def num_running(self) -> int:
-        return len(self._running)
+        """Sequences holding a cache row (decoding, or prefilling their prompt)."""
+        return len(self._running) + len(self._prefilling)
 
     @property
     def num_waiting(self) -> int:
@@ -234,19 +244,18 @@ class Engine:
 
     @torch.inference_mode()
     def step(self) -> list[StepOutput]:
-        """Produce one token for every running sequence and for the requests that start now."""
+        """Produce one token for every decoding sequence, and prefill prompts: each one whose
+        prompt is complete produces its first token."""
         decoding = sorted(self._running.values(), key=lambda s: s.row)
-        starting = []
         while self._waiting and self._free_rows:
             seq = self._waiting.popleft()
             seq.row = heapq.heappop(self._free_rows)
-            self._running[seq.seq_id] = seq
-            starting.append(seq)
+            self._prefilling[seq.seq_id] = seq
         outputs = []
         if decoding:
             outputs += self._decode(decoding)
-        if starting:
-            outputs += self._prefill(starting)
+        if self._prefilling:
+            outputs += self._prefill(self.max_prefill_tokens if decoding else None)
         return outputs
 
     # ---- conveniences on top of it ------------------------------------------------------
@@ -309,32 +318,63 @@ class Engine:
             s.position += 1
         return self._advance(seqs, logits)
 
-    def _prefill(self, seqs: list[_Sequence]) -> list[StepOutput]:
-        """Run the prompts, right-padded to one length, and sample each one's first token.
+    def _prefill(self, budget: int | None) -> list[StepOutput]:
+        """Feed prompt tokens of the prefilling sequences, in arrival order, into their rows: at
+        most `budget` tokens (None: all). Sequences whose prompt is then complete sample their
+        first token and start decoding."""
+        spans: list[tuple[_Sequence, int]] = []  # (sequence, prompt position to feed up to)
+        left = budget
+        for seq in self._prefilling.values():
+            take = len(seq.request.prompt_ids) - seq.position
+            if left is not None:
+                take = min(take, left)
+                left -= take
+            if take <= 0:
+                break
+            spans.append((seq, seq.position + take))
+        # Prompts fed from their start go together, right-padded to the longest; a prompt that
+        # continues from an earlier step goes alone (its positions start elsewhere).
+        fresh = [(seq, end) for seq, end in spans if seq.position == 0]
+        groups = ([fresh] if fresh else []) + [[(seq, end)] for seq, end in spans if seq.position > 0]
+        complete: list[tuple[_Sequence, Tensor]] = []
+        for group in groups:
+            seqs, ends = [seq for seq, _ in group], [end for _, end in group]
+            hidden_states = self._feed_prompts(seqs, seqs[0].position, ends)
+            for seq, end, hidden in zip(seqs, ends, hidden_states, strict=True):
+                seq.position = end
+                if end == len(seq.request.prompt_ids):
+                    complete.append((seq, hidden))
+        if not complete:
+            return []
+        for seq, _ in complete:
+            self._running[seq.seq_id] = self._prefilling.pop(seq.seq_id)
+        logits = self.model.output(torch.stack([hidden for _, hidden in complete])).float()
+        return self._advance([seq for seq, _ in complete], logits)
 
-        Padding writes keys and values past a prompt's end; those slots are overwritten by
-        the sequence's own tokens before any query can attend to them.
+    def _feed_prompts(self, seqs: list[_Sequence], start: int, ends: list[int]) -> list[Tensor]:
+        """Write prompt positions [start, ends[i]) of each sequence into its cache row, as one
+        batch right-padded to the longest, in chunks of PREFILL_CHUNK; returns each one's final
+        hidden state at position ends[i] - 1.
+
+        Padding writes keys and values past a sequence's span; those slots are overwritten by
+        its own tokens before any query can attend to them.
         """
-        prompts = [list(s.request.prompt_ids) for s in seqs]
-        length = max(map(len, prompts))
+        length = max(ends) - start
         tokens = torch.zeros(len(seqs), length, dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            tokens[i, : len(prompt)] = torch.tensor(prompt)
+        for i, (seq, end) in enumerate(zip(seqs, ends, strict=True)):
+            tokens[i, : end - start] = torch.tensor(seq.request.prompt_ids[start:end])
         tokens = tokens.to(self.device)
-        positions = torch.arange(length, device=self.device).expand(len(seqs), length)
+        positions = torch.arange(start, start + length, device=self.device).expand(len(seqs), length)
         rows = self._rows(seqs)
-        last = [len(p) - 1 for p in prompts]
-        final_hidden: list[Tensor | None] = [None] * len(seqs)
-        for start in range(0, length, PREFILL_CHUNK):
-            end = min(start + PREFILL_CHUNK, length)
-            hidden = self.model.forward_hidden(tokens[:, start:end], positions[:, start:end], rows)
+        last = [end - 1 - start for end in ends]
+        final: list[Tensor | None] = [None] * len(seqs)
+        for chunk in range(0, length, PREFILL_CHUNK):
+            stop = min(chunk + PREFILL_CHUNK, length)
+            hidden = self.model.forward_hidden(tokens[:, chunk:stop], positions[:, chunk:stop], rows)
             for i, index in enumerate(last):
-                if start <= index < end:
-                    final_hidden[i] = hidden[i, index - start]
-        logits = self.model.output(torch.stack(final_hidden)).float()  # type: ignore[arg-type]
-        for s, prompt in zip(seqs, prompts, strict=True):
-            s.position = len(prompt)
-        return self._advance(seqs, logits)
+                if chunk <= index < stop:
+                    final[i] = hidden[i, index - chunk]
+        return final  # type: ignore[return-value]
 
     # ---- tokens to text -----------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from dscoder.errors import UserError
 from dscoder.infer import Engine
-from dscoder.infer.engine import DEFAULT_MAX_SEQ_LEN
+from dscoder.infer.engine import DEFAULT_MAX_SEQ_LEN, PREFILL_CHUNK
 from dscoder.serve.app import create_app
 from dscoder.serve.scheduler import Scheduler
 
@@ -35,6 +35,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch_size: int = 8
+    max_prefill_tokens: int = PREFILL_CHUNK  # prompt tokens per step while others decode
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     dtype: str | None = None
     int8: bool = False
@@ -56,6 +57,7 @@ def load_engine(options: ServeOptions) -> Engine:
     dtype = DTYPES[options.dtype] if options.dtype else None
     return Engine.from_checkpoint(options.model, dtype=dtype, int8=options.int8,
                                   max_batch_size=options.max_batch_size,
+                                  max_prefill_tokens=options.max_prefill_tokens,
                                   max_seq_len=options.max_seq_len, compile=options.compile)
 
 
