@@ -2,10 +2,11 @@
 
 For each preset: writes a random checkpoint with `save_model`, loads it as our CLI and server
 do (`load_for_inference`) and with `LlamaForCausalLM.from_pretrained` (the peer), and decodes
-the same prompt greedily, batch 1, fp32, the peer with its default (dynamic) cache. Decode
-speed excludes the prompt: a run of N new tokens and a run of 1 are timed and the rate is
-(N - 1) / (t_N - t_1). Each round runs every contender once; rates are medians over rounds and
-speed-ups are medians of the ratios within a round, because the machine is shared and noisy.
+the same prompt greedily, batch 1, fp32 (or all in bf16: --dtype bfloat16), the peer with its
+default (dynamic) cache. Decode speed excludes the prompt: a run of N new tokens and a run of
+1 are timed and the rate is (N - 1) / (t_N - t_1). Each round runs every contender once; rates
+are medians over rounds and speed-ups are medians of the ratios within a round, because the
+machine is shared and noisy.
 
 Bandwidth limit: a decode step must read every weight it multiplies by (all linear layers, the
 norms, one embedding row) and the keys and values cached so far. The machine's read bandwidth
@@ -26,6 +27,7 @@ free-running outputs agree.
     PYTHONPATH=src python bench/bench_decode.py                      # tiny and small, fp32
     PYTHONPATH=src python bench/bench_decode.py --presets small --int8 --compile
     PYTHONPATH=src python bench/bench_decode.py --presets tiny --prompt-tokens 2000  # long context
+    PYTHONPATH=src python bench/bench_decode.py --dtype bfloat16   # as the released checkpoints are stored
 """
 
 from __future__ import annotations
@@ -157,11 +159,12 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
         # Ours as `dscoder complete` and `dscoder serve` load it (fp32: decoded by the native
         # kernel where it can be built), and as it decodes on PyTorch alone. Each engine gets
         # its own copy of the model: an engine owns its model's cache.
-        ours = load_for_inference(directory)
-        on_pytorch = load_for_inference(directory, cpu_kernel=False)
-        compiled = load_for_inference(directory, cpu_kernel=False) if args.compile else None
-        quantized = load_for_inference(directory, int8=True) if args.int8 else None
-        peer = LlamaForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+        dtype = getattr(torch, args.dtype)
+        ours = load_for_inference(directory, dtype=dtype)
+        on_pytorch = load_for_inference(directory, dtype=dtype, cpu_kernel=False)
+        compiled = load_for_inference(directory, dtype=dtype, cpu_kernel=False) if args.compile else None
+        quantized = load_for_inference(directory, dtype=dtype, int8=True) if args.int8 else None
+        peer = LlamaForCausalLM.from_pretrained(directory, dtype=dtype).eval()
     peer.generation_config.eos_token_id = None  # decode exactly N tokens, as ours does
     peer.generation_config.pad_token_id = 0
 
@@ -193,7 +196,7 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
     cached = args.prompt_tokens + args.tokens // 2
     read_bytes = {name: bytes_per_token(quantized if name == "dscoder int8" else ours, cached)
                   for name in rounds if name != "transformers"}
-    print(f"{preset}: {config.num_parameters() / 1e6:.1f} M parameters, {args.tokens} new tokens after "
+    print(f"{preset} ({args.dtype}): {config.num_parameters() / 1e6:.1f} M parameters, {args.tokens} new tokens after "
           f"{args.prompt_tokens}, {torch.get_num_threads()} threads, {args.repeats} rounds; read bandwidth over "
           f"1 GiB fp32, medians of rounds: " + ", ".join(
               f"{name} {statistics.median(r[name] for r in bandwidths) / 1e9:.1f} GB/s" for name in bandwidths[0])
@@ -223,6 +226,8 @@ def main() -> None:
                         help="prompt length: the cache each new token attends over starts this long")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="weights and activations of every contender (default float32)")
     parser.add_argument("--int8", action="store_true", help="add int8 weight-only quantization")
     parser.add_argument("--compile", action="store_true", help="add torch.compile'd decoding")
     args = parser.parse_args()

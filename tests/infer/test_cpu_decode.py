@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -199,6 +201,57 @@ def test_an_int8_model_decodes_in_the_kernel_as_its_own_pytorch_forward():
             logits = decoder([token], [len(sequence)], [0])
             sequence.append(token)
             torch.testing.assert_close(logits[0], int8_model(torch.tensor([sequence]))[0, -1], rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_panels_give_the_products_of_the_bf16_weights_in_bf16():
+    torch.manual_seed(0)
+    weight, x = torch.randn(75, 37).bfloat16(), torch.randn(19, 37).bfloat16()
+    panel = cpu_decode.PanelLinear(weight)
+    assert panel.panels.dtype == torch.bfloat16 and "bf16" in repr(panel)
+    y = panel(x)
+    # fp32 sums of the bf16 values, rounded to bf16 once.
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y, (x.float() @ weight.float().T).bfloat16(), rtol=2**-8, atol=1e-6)
+    with pytest.raises(TypeError):
+        panel(x.float())
+
+
+def test_a_bf16_model_decodes_in_the_kernel_near_its_fp32_values():
+    # Weights that bf16 holds exactly: the fp32 model is the bf16 one without its roundings.
+    torch.manual_seed(0)
+    fp32_model = Transformer(CONFIG).eval()
+    fp32_model.init_weights(std=0.1)
+    fp32_model = fp32_model.bfloat16().float()
+    bf16_model = copy.deepcopy(fp32_model).bfloat16()
+    bf16_model.fuse_projections()
+    cpu_decode.use_panels(bf16_model)
+    bf16_model.setup_cache(2, 48)
+    assert bf16_model.cache.k.dtype == torch.bfloat16 and cpu_decode.unsupported_reason(bf16_model) is None
+    decoder = cpu_decode.CpuDecoder(bf16_model)
+    torch.manual_seed(3)
+    sequence = torch.randint(0, CONFIG.vocab_size, (20,)).tolist()
+    with torch.inference_mode():
+        bf16_model.forward_hidden(torch.tensor([sequence]), torch.arange(20)[None], torch.tensor([1]))
+        for token in (5, 17, 400, 996):
+            logits = decoder([token], [len(sequence)], [1])[0]
+            sequence.append(token)
+            expected = fp32_model(torch.tensor([sequence]))[0, -1]
+            # The prompt went through PyTorch in bf16 and the cache holds bf16: logits within a
+            # few bf16 roundings of the fp32 model's (whose largest here is about 3).
+            torch.testing.assert_close(logits, expected, rtol=0, atol=0.04)
+            assert logits.argmax() == expected.argmax()
+
+
+def test_a_bf16_checkpoint_engine_decodes_in_the_kernel(checkpoint, tokenizer):
+    engine = Engine.from_checkpoint(checkpoint, dtype=torch.bfloat16, max_batch_size=2, max_seq_len=64)
+    assert engine._cpu_decoder is not None and engine.model.output.panels.dtype == torch.bfloat16
+    on_pytorch = Engine.from_checkpoint(checkpoint, dtype=torch.bfloat16, max_batch_size=2, max_seq_len=64,
+                                        cpu_kernel=False)
+    assert on_pytorch._cpu_decoder is None
+    prompts = [[5, 17, 42, 7], [9, 3]]
+    requests = [Request(p, SamplingParams(max_new_tokens=6), ignore_eos=True) for p in prompts]
+    ours, theirs = engine.generate(requests), on_pytorch.generate(requests)
+    assert [r.token_ids for r in ours] == [r.token_ids for r in theirs]
 
 
 def test_an_int8_checkpoint_engine_decodes_in_the_kernel_what_its_model_predicts(checkpoint, tokenizer):

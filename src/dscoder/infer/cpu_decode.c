@@ -1,5 +1,5 @@
-/* One decoding step of the DeepSeek-Coder (LLaMA) decoder on CPU, fp32, for a batch of
- * sequences that each add one token: the whole network in one call.
+/* One decoding step of the DeepSeek-Coder (LLaMA) decoder on CPU, for a batch of sequences
+ * that each add one token: the whole network in one call.
  *
  * Why in C: decoding a token reads every weight once, so its speed is bounded by memory
  * bandwidth. The libraries PyTorch calls multiply a vector by a matrix at 55-75% of the rate
@@ -10,22 +10,27 @@
  * (many rows) through `panel_linear`, so a model keeps one copy of its weights.
  *
  * Layouts (checked by cpu_decode.py):
- *   weights       in panels (below), fp32 or int8 with a scale per output row; q/k/v merged
- *                 into one [q; k; v], gate/up into [gate; up]
- *   embedding     row-major [vocab, hidden]
- *   rope tables   [positions, head_dim], rotate-half layout
- *   k/v caches    [cache rows, kv_heads, max_seq, head_dim]
- * Activations stay fp32. Results equal the PyTorch model's up to the order of fp32 sums.
+ *   weights       in panels (below): fp32, bf16, or int8 with a scale per output row; q/k/v
+ *                 merged into one [q; k; v], gate/up into [gate; up]
+ *   embedding     row-major [vocab, hidden], fp32 or bf16 (as the caches)
+ *   norms, rope   fp32; rope tables [positions, head_dim], rotate-half layout
+ *   k/v caches    [cache rows, kv_heads, max_seq, head_dim], fp32 or bf16
+ * Activations stay fp32 whatever the weights. Results equal the PyTorch model's up to the
+ * order of fp32 sums (and, for a bf16 model, PyTorch's roundings of activations to bf16).
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A weight matrix in panels (below): fp32, or int8 with one fp32 scale per output row. */
+/* How a matrix's weights are stored (element sizes 4, 1, 2). */
+enum { FP32 = 0, INT8 = 1, BF16 = 2 };
+
+/* A weight matrix in panels (below): fp32, bf16, or int8 with one fp32 scale per output row. */
 typedef struct {
     const void *panels;
-    const float *scales; /* NULL for fp32 panels; else [panels * PANEL], the weight = int8 * scale */
+    const float *scales; /* int8 only: [panels * PANEL], the weight = int8 * scale */
+    int32_t format;
 } Matrix;
 
 typedef struct {
@@ -33,16 +38,34 @@ typedef struct {
     Matrix qkv, o;
     const float *mlp_norm;
     Matrix gate_up, down;
-    float *k_cache, *v_cache;
+    void *k_cache, *v_cache; /* fp32, or bf16 if Model.bf16 */
 } Layer;
 
 typedef struct {
     int64_t hidden, heads, kv_heads, head_dim, intermediate, vocab, layers, max_seq;
     float eps;
-    const float *embed, *norm, *rope_cos, *rope_sin;
+    int32_t bf16; /* the embedding and the caches hold bf16 (a bf16 model); else fp32 */
+    const void *embed;
+    const float *norm, *rope_cos, *rope_sin;
     Matrix output;
     const Layer *layer;
 } Model;
+
+/* bf16 <-> fp32: a bf16 is the top half of an fp32. Rounding to nearest, ties to even, as
+ * PyTorch converts (NaNs stay NaNs). */
+static inline float from_bf16(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t to_bf16(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
 
 /* Weights are stored in panels of PANEL output rows: panel q holds w[q*PANEL + j, i] at
  * [q][i][j] (zero rows pad the last one). A product then reads each panel front to back, one
@@ -52,7 +75,7 @@ typedef struct {
 #define TILE_ROWS 8
 typedef float v16 __attribute__((vector_size(64)));
 
-/* Rearrange a row-major w [out, in] of `element` bytes (4: fp32, 1: int8) into panels. */
+/* Rearrange a row-major w [out, in] of `element` bytes (4: fp32, 2: bf16, 1: int8) into panels. */
 void pack_panels(const void *restrict w, void *restrict panels, int64_t out, int64_t in, int element,
                  int threads) {
     int64_t count = (out + PANEL - 1) / PANEL;
@@ -69,20 +92,26 @@ void pack_panels(const void *restrict w, void *restrict panels, int64_t out, int
             }
 }
 
-/* y[r, 0:width] = x[r, :] . panel for r < rows, times scales if int8 (rows and int8 are
+/* y[r, 0:width] = x[r, :] . panel for r < rows, times scales if int8 (rows and format are
  * constants where this is inlined, so each case compiles to its own loop). */
-static inline __attribute__((always_inline)) void tile(int rows, int int8, const void *restrict panel,
+static inline __attribute__((always_inline)) void tile(int rows, int format, const void *restrict panel,
         const float *restrict scales, const float *restrict x, int64_t in, float *restrict y, int64_t out,
         int64_t width) {
     v16 acc[TILE_ROWS][2];
     for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = (v16){0};
     for (int64_t i = 0; i < in; i++) {
         v16 w0, w1;
-        if (int8) {
-            /* a plain loop: compilers turn it into vector sign-extensions and conversions */
+        if (format == INT8) {
+            /* plain loops: compilers turn them into vector sign-extensions, shifts, conversions */
             const int8_t *q = (const int8_t *)panel + i * PANEL;
             float widened[PANEL];
             for (int j = 0; j < PANEL; j++) widened[j] = q[j];
+            memcpy(&w0, widened, sizeof w0);
+            memcpy(&w1, widened + 16, sizeof w1);
+        } else if (format == BF16) {
+            const uint16_t *h = (const uint16_t *)panel + i * PANEL;
+            uint32_t widened[PANEL];
+            for (int j = 0; j < PANEL; j++) widened[j] = (uint32_t)h[j] << 16;
             memcpy(&w0, widened, sizeof w0);
             memcpy(&w1, widened + 16, sizeof w1);
         } else {
@@ -97,7 +126,7 @@ static inline __attribute__((always_inline)) void tile(int rows, int int8, const
     }
     for (int r = 0; r < rows; r++) {
         float sums[PANEL];
-        if (int8) {
+        if (format == INT8) {
             v16 s0, s1;
             memcpy(&s0, scales, sizeof s0);
             memcpy(&s1, scales + 16, sizeof s1);
@@ -110,41 +139,43 @@ static inline __attribute__((always_inline)) void tile(int rows, int int8, const
     }
 }
 
-#define TILE_CASES(INT8)                                                   \
-    switch (rows) {                                                        \
-        case 1: tile(1, INT8, panel, scales, xb, in, yb, out, width); break; \
-        case 2: tile(2, INT8, panel, scales, xb, in, yb, out, width); break; \
-        case 3: tile(3, INT8, panel, scales, xb, in, yb, out, width); break; \
-        case 4: tile(4, INT8, panel, scales, xb, in, yb, out, width); break; \
-        case 5: tile(5, INT8, panel, scales, xb, in, yb, out, width); break; \
-        case 6: tile(6, INT8, panel, scales, xb, in, yb, out, width); break; \
-        case 7: tile(7, INT8, panel, scales, xb, in, yb, out, width); break; \
-        default: tile(TILE_ROWS, INT8, panel, scales, xb, in, yb, out, width); break; \
+#define TILE_CASES(FORMAT)                                                   \
+    switch (rows) {                                                          \
+        case 1: tile(1, FORMAT, panel, scales, xb, in, yb, out, width); break; \
+        case 2: tile(2, FORMAT, panel, scales, xb, in, yb, out, width); break; \
+        case 3: tile(3, FORMAT, panel, scales, xb, in, yb, out, width); break; \
+        case 4: tile(4, FORMAT, panel, scales, xb, in, yb, out, width); break; \
+        case 5: tile(5, FORMAT, panel, scales, xb, in, yb, out, width); break; \
+        case 6: tile(6, FORMAT, panel, scales, xb, in, yb, out, width); break; \
+        case 7: tile(7, FORMAT, panel, scales, xb, in, yb, out, width); break; \
+        default: tile(TILE_ROWS, FORMAT, panel, scales, xb, in, yb, out, width); break; \
     }
 
 /* y [batch, out] = x [batch, in] times the matrix m, transposed. */
 static void product(const Matrix *m, const float *restrict x, float *restrict y, int64_t batch, int64_t in,
                     int64_t out, int threads) {
     int64_t count = (out + PANEL - 1) / PANEL;
-    int int8 = m->scales != NULL;
+    const int format = m->format, element = format == INT8 ? 1 : format == BF16 ? 2 : 4;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t q = 0; q < count; q++) {
-        const void *panel = (const char *)m->panels + q * in * PANEL * (int8 ? 1 : 4);
-        const float *scales = int8 ? m->scales + q * PANEL : NULL;
+        const void *panel = (const char *)m->panels + q * in * PANEL * element;
+        const float *scales = format == INT8 ? m->scales + q * PANEL : NULL;
         int64_t width = out - q * PANEL < PANEL ? out - q * PANEL : PANEL;
         for (int64_t b = 0; b < batch; b += TILE_ROWS) {
             const float *xb = x + b * in;
             float *yb = y + b * out + q * PANEL;
             int64_t rows = batch - b < TILE_ROWS ? batch - b : TILE_ROWS;
-            if (int8) TILE_CASES(1) else TILE_CASES(0)
+            if (format == INT8) TILE_CASES(INT8)
+            else if (format == BF16) TILE_CASES(BF16)
+            else TILE_CASES(FP32)
         }
     }
 }
 
-/* The product on its own, for PanelLinear layers: scales NULL for fp32 panels. */
-void panel_linear(const float *x, const void *panels, const float *scales, float *y, int64_t batch, int64_t in,
-                  int64_t out, int threads) {
-    Matrix m = {panels, scales};
+/* The product on its own, for PanelLinear layers (scales: int8 only). */
+void panel_linear(const float *x, const void *panels, const float *scales, int32_t format, float *y, int64_t batch,
+                  int64_t in, int64_t out, int threads) {
+    Matrix m = {panels, scales, format};
     product(&m, x, y, batch, in, out, threads);
 }
 
@@ -249,18 +280,32 @@ static inline v16 sum_lanes16(const v16 a[16]) {
 
 #define MAX_HEAD_VECTORS 16 /* head_dim up to 256 (cpu_decode.py refuses larger) */
 
-/* q . k for one query and one key of dim floats, as a vector whose lanes sum to it. */
-static inline __attribute__((always_inline)) v16 dot_lanes(const v16 *query, const float *k, int64_t dim) {
-    v16 sum = query[0] * load_part(k, dim);
-    for (int64_t j = 1; j < (dim + 15) / 16; j++) sum += query[j] * load_part(k + 16 * j, dim - 16 * j);
+/* n cached values (all 16 if n >= 16) from element `at` of a cache of fp32, or of bf16. */
+static inline v16 load_cached(const void *cache, int64_t at, int64_t n, int bf16) {
+    if (!bf16) return load_part((const float *)cache + at, n);
+    const uint16_t *h = (const uint16_t *)cache + at;
+    uint32_t widened[16] = {0};
+    for (int64_t i = 0; i < (n < 16 ? n : 16); i++) widened[i] = (uint32_t)h[i] << 16;
+    v16 v;
+    memcpy(&v, widened, sizeof v);
+    return v;
+}
+
+/* q . k for one query and the key at element `at` of `keys`, as a vector whose lanes sum to it. */
+static inline __attribute__((always_inline)) v16 dot_lanes(const v16 *query, const void *keys, int64_t at,
+                                                          int64_t dim, int bf16) {
+    v16 sum = query[0] * load_cached(keys, at, dim, bf16);
+    for (int64_t j = 1; j < (dim + 15) / 16; j++) sum += query[j] * load_cached(keys, at + 16 * j, dim - 16 * j, bf16);
     return sum;
 }
 
-/* One query head over the cached slots [0, length) of its key/value head: scores 16 slots at
- * a time, softmax, then the values weighted by it. Inlined with dim a constant for the usual
- * head sizes. */
-static inline __attribute__((always_inline)) void attend(const float *restrict q, const float *restrict keys,
-        const float *restrict values, int64_t length, int64_t dim, float *restrict scores, float *restrict out) {
+/* One query head over the cached slots [0, length) of its key/value head (fp32, or bf16):
+ * scores 16 slots at a time, softmax, then the values weighted by it. Inlined with dim and
+ * bf16 constants for the usual head sizes. */
+static inline __attribute__((always_inline)) void attend(const float *restrict q, const void *restrict keys,
+        const void *restrict values, int64_t length, int64_t dim, int bf16, float *restrict scores,
+        float *restrict out) {
+    const int64_t row_bytes = dim * (bf16 ? 2 : 4);
     const int64_t vectors = (dim + 15) / 16;
     const float scale = 1.0f / sqrtf((float)dim);
     v16 query[MAX_HEAD_VECTORS];
@@ -271,10 +316,11 @@ static inline __attribute__((always_inline)) void attend(const float *restrict q
     for (; t + 16 <= length; t += 16) {
         v16 parts[16];
         for (int u = 0; u < 16; u++) {
-            parts[u] = dot_lanes(query, keys + (t + u) * dim, dim);
+            parts[u] = dot_lanes(query, keys, (t + u) * dim, dim, bf16);
             /* The values of these slots are read next: ask for them now, so the two streams
              * overlap instead of the second starting cold. */
-            for (int64_t line = 0; line < dim; line += 16) __builtin_prefetch(values + (t + u) * dim + line, 0, 2);
+            for (int64_t line = 0; line < row_bytes; line += 64)
+                __builtin_prefetch((const char *)values + (t + u) * row_bytes + line, 0, 2);
         }
         v16 s = sum_lanes16(parts) * scale;
         memcpy(scores + t, &s, sizeof s);
@@ -283,7 +329,7 @@ static inline __attribute__((always_inline)) void attend(const float *restrict q
     float best = -INFINITY;
     for (int u = 0; u < 16; u++) best = best16[u] > best ? best16[u] : best;
     for (; t < length; t++) {
-        v16 part = dot_lanes(query, keys + t * dim, dim);
+        v16 part = dot_lanes(query, keys, t * dim, dim, bf16);
         float s = 0;
         for (int u = 0; u < 16; u++) s += part[u];
         scores[t] = s * scale;
@@ -305,25 +351,28 @@ static inline __attribute__((always_inline)) void attend(const float *restrict q
     v16 even[MAX_HEAD_VECTORS], odd[MAX_HEAD_VECTORS];
     for (int64_t j = 0; j < vectors; j++) even[j] = odd[j] = (v16){0};
     for (t = 0; t + 2 <= length; t += 2) {
-        const float *v = values + t * dim;
         for (int64_t j = 0; j < vectors; j++) {
-            even[j] += scores[t] * load_part(v + 16 * j, dim - 16 * j);
-            odd[j] += scores[t + 1] * load_part(v + dim + 16 * j, dim - 16 * j);
+            even[j] += scores[t] * load_cached(values, t * dim + 16 * j, dim - 16 * j, bf16);
+            odd[j] += scores[t + 1] * load_cached(values, (t + 1) * dim + 16 * j, dim - 16 * j, bf16);
         }
     }
     if (t < length)
         for (int64_t j = 0; j < vectors; j++)
-            even[j] += scores[t] * load_part(values + t * dim + 16 * j, dim - 16 * j);
+            even[j] += scores[t] * load_cached(values, t * dim + 16 * j, dim - 16 * j, bf16);
     for (int64_t j = 0; j < vectors; j++) store_part(out + 16 * j, (even[j] + odd[j]) / total, dim - 16 * j);
 }
 
-static void attend_head(const float *q, const float *keys, const float *values, int64_t length, int64_t dim,
-                        float *scores, float *out) {
-    switch (dim) {
-        case 64: attend(q, keys, values, length, 64, scores, out); break;
-        case 128: attend(q, keys, values, length, 128, scores, out); break;
-        default: attend(q, keys, values, length, dim, scores, out); break;
+#define ATTEND_SIZES(BF16)                                                  \
+    switch (dim) {                                                          \
+        case 64: attend(q, keys, values, length, 64, BF16, scores, out); break;   \
+        case 128: attend(q, keys, values, length, 128, BF16, scores, out); break; \
+        default: attend(q, keys, values, length, dim, BF16, scores, out); break;  \
     }
+
+static void attend_head(const float *q, const void *keys, const void *values, int64_t length, int64_t dim,
+                        int bf16, float *scores, float *out) {
+    if (bf16) ATTEND_SIZES(1)
+    else ATTEND_SIZES(0)
 }
 
 /* act = silu(gate) * up, elementwise over n floats. */
@@ -359,8 +408,13 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     float *act = gate_up + batch * 2 * inter; /* [batch, inter] */
     float *scores = act + batch * inter;      /* [batch * heads, longest] */
 
-    for (int64_t b = 0; b < batch; b++)
-        memcpy(x + b * hidden, m->embed + tokens[b] * hidden, hidden * sizeof(float));
+    const int64_t cached_bytes = m->bf16 ? 2 : 4; /* of one cached element */
+    for (int64_t b = 0; b < batch; b++) {
+        if (m->bf16)
+            for (int64_t i = 0; i < hidden; i++) x[b * hidden + i] = from_bf16(((const uint16_t *)m->embed)[tokens[b] * hidden + i]);
+        else
+            memcpy(x + b * hidden, (const float *)m->embed + tokens[b] * hidden, hidden * sizeof(float));
+    }
 
     for (int64_t l = 0; l < m->layers; l++) {
         const Layer *L = m->layer + l;
@@ -372,16 +426,26 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
             for (int64_t h = 0; h < heads + kv_heads; h++) rope(row + h * dim, cos, sin, dim);
             for (int64_t h = 0; h < kv_heads; h++) {
                 size_t slot = ((size_t)(rows[b] * kv_heads + h) * m->max_seq + positions[b]) * dim;
-                memcpy(L->k_cache + slot, row + q_width + h * dim, dim * sizeof(float));
-                memcpy(L->v_cache + slot, row + q_width + (kv_heads + h) * dim, dim * sizeof(float));
+                const float *k = row + q_width + h * dim, *v = row + q_width + (kv_heads + h) * dim;
+                if (m->bf16) {
+                    uint16_t *k_slot = (uint16_t *)L->k_cache + slot, *v_slot = (uint16_t *)L->v_cache + slot;
+                    for (int64_t d = 0; d < dim; d++) {
+                        k_slot[d] = to_bf16(k[d]);
+                        v_slot[d] = to_bf16(v[d]);
+                    }
+                } else {
+                    memcpy((float *)L->k_cache + slot, k, dim * sizeof(float));
+                    memcpy((float *)L->v_cache + slot, v, dim * sizeof(float));
+                }
             }
         }
         #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
         for (int64_t b = 0; b < batch; b++) {
             for (int64_t h = 0; h < heads; h++) {
-                size_t head = (size_t)(rows[b] * kv_heads + h / group) * m->max_seq * dim;
-                attend_head(qkv + b * qkv_width + h * dim, L->k_cache + head, L->v_cache + head, positions[b] + 1,
-                            dim, scores + (b * heads + h) * longest, mixed + b * q_width + h * dim);
+                size_t head = (size_t)(rows[b] * kv_heads + h / group) * m->max_seq * dim * cached_bytes;
+                attend_head(qkv + b * qkv_width + h * dim, (const char *)L->k_cache + head,
+                            (const char *)L->v_cache + head, positions[b] + 1, dim, m->bf16,
+                            scores + (b * heads + h) * longest, mixed + b * q_width + h * dim);
             }
         }
         product(&L->o, mixed, normed, batch, q_width, hidden, threads);

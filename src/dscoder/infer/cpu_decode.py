@@ -1,6 +1,7 @@
-"""fp32 inference on CPU through a native kernel (`cpu_decode.c`): linear layers whose weights
-live in the kernel's panel layout (`PanelLinear`, for prompts), and decoding steps that run the
-whole network in one call (`CpuDecoder`).
+"""Inference on CPU through a native kernel (`cpu_decode.c`) for fp32 and bf16 models: linear
+layers whose weights live in the kernel's panel layout (`PanelLinear`, for prompts), and
+decoding steps that run the whole network in one call (`CpuDecoder`). Activations inside the
+kernel are fp32 whatever the weights; a bf16 model keeps bf16 weights, embedding and caches.
 
 The C source is compiled on first use with the system's C compiler (`$CC`, else `cc`) for the
 machine it runs on (`-march=native`, OpenMP), and the library is kept under
@@ -49,8 +50,13 @@ _FLAG_SETS = (
 )
 
 
+# Weight formats, as in cpu_decode.c.
+FP32, INT8, BF16 = 0, 1, 2
+_ELEMENT_BYTES = {FP32: 4, INT8: 1, BF16: 2}
+
+
 class _Matrix(ctypes.Structure):
-    _fields_ = [("panels", ctypes.c_void_p), ("scales", ctypes.c_void_p)]
+    _fields_ = [("panels", ctypes.c_void_p), ("scales", ctypes.c_void_p), ("format", ctypes.c_int32)]
 
 
 class _Layer(ctypes.Structure):
@@ -62,6 +68,7 @@ class _Model(ctypes.Structure):
     _fields_ = [*((name, ctypes.c_int64) for name in
                   ("hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "layers", "max_seq")),
                 ("eps", ctypes.c_float),
+                ("bf16", ctypes.c_int32),
                 *((name, ctypes.c_void_p) for name in ("embed", "norm", "rope_cos", "rope_sin")),
                 ("output", _Matrix),
                 ("layer", ctypes.POINTER(_Layer))]
@@ -116,7 +123,8 @@ def _library() -> ctypes.CDLL | None:
                 library.decode_step.argtypes = [ctypes.POINTER(_Model), *[ctypes.c_void_p] * 3,
                                                 ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
                 library.decode_step.restype = ctypes.c_int
-                library.panel_linear.argtypes = [*[ctypes.c_void_p] * 4, *[ctypes.c_int64] * 3, ctypes.c_int]
+                library.panel_linear.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int32, ctypes.c_void_p,
+                                                 *[ctypes.c_int64] * 3, ctypes.c_int]
                 library.panel_linear.restype = None
                 library.pack_panels.argtypes = [*[ctypes.c_void_p] * 2, *[ctypes.c_int64] * 2, ctypes.c_int,
                                                 ctypes.c_int]
@@ -142,17 +150,20 @@ def _kernel() -> ctypes.CDLL:
 
 
 class PanelLinear(nn.Module):
-    """A bias-free linear layer for inference on CPU with fp32 activations, its weight [out, in]
-    (copied) held in the kernel's panels: `panels[q, i, j]` = weight[q * PANEL + j, i],
-    zero-padded. fp32 weights give the nn.Linear's results up to the order of fp32 sums;
-    `int8` stores them as int8 with one fp32 scale per output row (`quant.quantize_rows`, as
-    Int8Linear), a quarter of the bytes to read per token. No gradients."""
+    """A bias-free linear layer for inference on CPU, its weight [out, in] (copied) held in the
+    kernel's panels: `panels[q, i, j]` = weight[q * PANEL + j, i], zero-padded. bf16 weights stay
+    bf16 (a bf16 model: bf16 inputs and outputs), others become fp32; either gives the
+    nn.Linear's results up to the order of fp32 sums (bf16 outputs rounded once). `int8` stores
+    them as int8 with one fp32 scale per output row (`quant.quantize_rows`, as Int8Linear), a
+    quarter of fp32's bytes to read per token. No gradients."""
 
     def __init__(self, weight: Tensor, int8: bool = False, storage: Tensor | None = None) -> None:
         """`storage`: where to keep the panels (uint8, `panel_bytes` long, 64-byte aligned);
         by default a buffer of their own."""
         super().__init__()
-        weight = weight.detach().to("cpu", torch.float32).contiguous()
+        # The dtype of inputs and outputs: the model's.
+        self.dtype = torch.bfloat16 if weight.dtype == torch.bfloat16 else torch.float32
+        weight = weight.detach().to("cpu", self.dtype if not int8 else torch.float32).contiguous()
         self.out_features, self.in_features = weight.shape
         count = -(-self.out_features // PANEL)
         scales = None
@@ -160,9 +171,10 @@ class PanelLinear(nn.Module):
             weight, row_scales = quantize_rows(weight)
             scales = torch.zeros(count * PANEL)
             scales[: self.out_features] = row_scales
+        self.format = INT8 if int8 else BF16 if weight.dtype == torch.bfloat16 else FP32
         self.register_buffer("scales", scales)
         if storage is None:
-            (storage,) = huge_page_arena([panel_bytes(self.out_features, self.in_features, int8)])
+            (storage,) = huge_page_arena([panel_bytes(self.out_features, self.in_features, weight.element_size())])
         self.register_buffer("panels", storage.view(weight.dtype).view(count, self.in_features, PANEL))
         kernel = _kernel()
         kernel.pack_panels(weight.data_ptr(), self.panels.data_ptr(), self.out_features, self.in_features,
@@ -170,28 +182,28 @@ class PanelLinear(nn.Module):
 
     def matrix(self) -> _Matrix:
         """The kernel's description of this weight."""
-        return _Matrix(self.panels.data_ptr(), None if self.scales is None else self.scales.data_ptr())
+        return _Matrix(self.panels.data_ptr(), None if self.scales is None else self.scales.data_ptr(), self.format)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype != torch.float32 or x.device.type != "cpu":
-            raise TypeError(f"PanelLinear takes fp32 CPU inputs, got {x.dtype} on {x.device}")
+        if x.dtype != self.dtype or x.device.type != "cpu":
+            raise TypeError(f"this PanelLinear takes {self.dtype} CPU inputs, got {x.dtype} on {x.device}")
         if x.requires_grad and torch.is_grad_enabled():
             raise RuntimeError("PanelLinear is for inference: it computes no gradients")
-        rows = x.reshape(-1, self.in_features).contiguous()
+        rows = x.reshape(-1, self.in_features).float().contiguous()
         y = torch.empty(rows.shape[0], self.out_features)
         matrix = self.matrix()
-        _kernel().panel_linear(rows.data_ptr(), matrix.panels, matrix.scales, y.data_ptr(), rows.shape[0],
-                               self.in_features, self.out_features, torch.get_num_threads())
-        return y.view(*x.shape[:-1], self.out_features)
+        _kernel().panel_linear(rows.data_ptr(), matrix.panels, matrix.scales, matrix.format, y.data_ptr(),
+                               rows.shape[0], self.in_features, self.out_features, torch.get_num_threads())
+        return y.to(self.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        dtype = "fp32" if self.scales is None else "int8"
-        return f"in_features={self.in_features}, out_features={self.out_features}, panels={PANEL}, {dtype}"
+        weights = {FP32: "fp32", INT8: "int8", BF16: "bf16"}[self.format]
+        return f"in_features={self.in_features}, out_features={self.out_features}, panels={PANEL}, {weights}"
 
 
-def panel_bytes(out_features: int, in_features: int, int8: bool) -> int:
-    """Bytes of the panels of an [out, in] weight."""
-    return -(-out_features // PANEL) * PANEL * in_features * (1 if int8 else 4)
+def panel_bytes(out_features: int, in_features: int, element_bytes: int) -> int:
+    """Bytes of the panels of an [out, in] weight of elements this size (4 fp32, 2 bf16, 1 int8)."""
+    return -(-out_features // PANEL) * PANEL * in_features * element_bytes
 
 
 def huge_page_arena(sizes: list[int]) -> list[Tensor]:
@@ -210,13 +222,14 @@ def use_panels(model: nn.Module, int8: bool = False) -> nn.Module:
     """Replace, in place, every bias-free nn.Linear of `model` by a PanelLinear (with int8
     weights if `int8`), all panels in one `huge_page_arena`; returns `model`."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.bias is None]
-    storage = huge_page_arena([panel_bytes(m.out_features, m.in_features, int8) for m in linears])
+    sizes = [1 if int8 else 2 if m.weight.dtype == torch.bfloat16 else 4 for m in linears]
+    storage = huge_page_arena([panel_bytes(m.out_features, m.in_features, size)
+                               for m, size in zip(linears, sizes, strict=True)])
     pieces = dict(zip(map(id, linears), storage, strict=True))
     return replace_linears(model, lambda linear: PanelLinear(linear.weight, int8, pieces[id(linear)]))
 
 
-def _row_major(weight: Tensor) -> bool:
-    return weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.is_contiguous()
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def unsupported_reason(model: Transformer) -> str | None:
@@ -227,9 +240,13 @@ def unsupported_reason(model: Transformer) -> str | None:
         return "the model has no key/value cache"
     if model.config.head_dim > MAX_HEAD_DIM:
         return f"the heads are {model.config.head_dim} wide; the kernel takes at most {MAX_HEAD_DIM}"
-    if model.cache.k.dtype != torch.float32 or model.cache.k.device.type != "cpu":
-        return "the cache is not fp32 on the CPU"
-    tensors = [model.embed_tokens.weight, model.norm.weight, model.rope_cos, model.rope_sin]
+    embedding, cache = model.embed_tokens.weight, model.cache.k
+    if embedding.dtype not in _KERNEL_DTYPES or cache.dtype != embedding.dtype or cache.device.type != "cpu":
+        return (f"the embedding is {embedding.dtype} and the cache {cache.dtype} on {cache.device.type}; the "
+                "kernel takes both fp32 or both bf16, on the CPU")
+    if embedding.device.type != "cpu" or not embedding.is_contiguous():
+        return "the embedding is not a contiguous CPU tensor"
+    tensors = [model.norm.weight, model.rope_cos, model.rope_sin]
     linears = [model.output]
     for layer in model.layers:
         attention, mlp = layer.self_attn, layer.mlp
@@ -239,8 +256,10 @@ def unsupported_reason(model: Transformer) -> str | None:
         linears += [attention.qkv_proj, attention.o_proj, mlp.gate_up_proj, mlp.down_proj]
     if not all(isinstance(linear, PanelLinear) for linear in linears):
         return "the linear layers are not PanelLinear (use_panels)"
-    if not all(_row_major(tensor) for tensor in tensors):
-        return "an embedding, norm or RoPE table is not a contiguous fp32 CPU tensor"
+    if any(linear.dtype != embedding.dtype for linear in linears):
+        return "the linear layers' dtype differs from the embedding's"
+    if not all(tensor.device.type == "cpu" and tensor.is_floating_point() for tensor in tensors):
+        return "a norm or RoPE table is not a floating-point CPU tensor"
     return None
 
 
@@ -262,9 +281,11 @@ class CpuDecoder:
         # The structures hold these tensors' addresses; holding the tensors keeps them valid
         # even if the model is given another cache (which a step then refuses to write past).
         self._caches = [(layer.self_attn.kv_cache.k, layer.self_attn.kv_cache.v) for layer in model.layers]
+        # The kernel reads norms and RoPE tables as fp32 (copies where the model's are not).
+        self._fp32: list[Tensor] = []
         self._layers = (_Layer * config.num_layers)(*(
-            _Layer(layer.input_layernorm.weight.data_ptr(), layer.self_attn.qkv_proj.matrix(),
-                   layer.self_attn.o_proj.matrix(), layer.post_attention_layernorm.weight.data_ptr(),
+            _Layer(self._fp32_address(layer.input_layernorm.weight), layer.self_attn.qkv_proj.matrix(),
+                   layer.self_attn.o_proj.matrix(), self._fp32_address(layer.post_attention_layernorm.weight),
                    layer.mlp.gate_up_proj.matrix(), layer.mlp.down_proj.matrix(),
                    layer.self_attn.kv_cache.k.data_ptr(), layer.self_attn.kv_cache.v.data_ptr())
             for layer in model.layers))
@@ -272,9 +293,16 @@ class CpuDecoder:
         self.cache_rows, _, self.max_seq, _ = model.cache.k.shape
         self._model = _Model(config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim,
                              config.intermediate_size, config.vocab_size, config.num_layers, self.max_seq,
-                             model.norm.eps, model.embed_tokens.weight.data_ptr(), model.norm.weight.data_ptr(),
-                             model.rope_cos.data_ptr(), model.rope_sin.data_ptr(), model.output.matrix(),
-                             self._layers)
+                             model.norm.eps, model.embed_tokens.weight.dtype == torch.bfloat16,
+                             model.embed_tokens.weight.data_ptr(), self._fp32_address(model.norm.weight),
+                             self._fp32_address(model.rope_cos), self._fp32_address(model.rope_sin),
+                             model.output.matrix(), self._layers)
+
+    def _fp32_address(self, tensor: Tensor) -> int:
+        """The address of `tensor` as a contiguous fp32 tensor: its own, or a copy's kept here."""
+        tensor = tensor.detach().float().contiguous()
+        self._fp32.append(tensor)
+        return tensor.data_ptr()
 
     def __call__(self, tokens: Sequence[int], positions: Sequence[int], rows: Sequence[int]) -> Tensor:
         """fp32 logits [batch, vocab] for one new token per sequence: tokens[b] at position

@@ -24,8 +24,9 @@ long prompt joining a running batch delays the others' next tokens by one such c
 rather than by its whole length. With nothing else decoding, prompts are prefilled whole.
 
 `load_for_inference` loads a checkpoint in the form that decodes fastest (int8 weights, or on
-CPU the linear layers of `dscoder.infer.layout`); `Engine.from_checkpoint` uses it. fp32 models
-on CPU decode through `dscoder.infer.cpu_decode`'s native kernel when it can be built.
+CPU the linear layers of `dscoder.infer.layout`); `Engine.from_checkpoint` uses it. fp32 and
+bf16 models on CPU decode through `dscoder.infer.cpu_decode`'s native kernel when it can be
+built.
 
 On top of it: `generate(requests) -> list[Result]` runs a batch to completion and
 `stream(request)` yields one request's text as it is produced. The engine is not thread-safe:
@@ -74,14 +75,15 @@ def load_for_inference(path: str | os.PathLike[str], dtype: torch.dtype | None =
     """`load_model`, then the weights in the form that decodes fastest: q/k/v and gate/up
     projections merged, then int8 weight-only quantization when asked, otherwise (on CPU) the
     linear layers of `dscoder.infer.layout`, set up for products of up to `max_rows` rows (the
-    engine's batch size: above 1 they also keep a oneDNN copy of each weight). fp32 on CPU,
-    where `cpu_decode`'s kernel can be built (and `cpu_kernel`), the linear layers are that
-    kernel's instead (int8 or fp32): one copy of each weight, which serves prompts and
+    engine's batch size: above 1 they also keep a oneDNN copy of each weight). fp32 or bf16 on
+    CPU, where `cpu_decode`'s kernel can be built (and `cpu_kernel`), the linear layers are that
+    kernel's instead (int8, or as stored): one copy of each weight, which serves prompts and
     decoding alike."""
     model = load_model(path, dtype=dtype, device=device)
     model.fuse_projections()
     weight = model.embed_tokens.weight
-    if weight.device.type == "cpu" and weight.dtype == torch.float32 and cpu_kernel and cpu_decode.available():
+    on_kernel = weight.dtype in (torch.float32, torch.bfloat16) and cpu_kernel and cpu_decode.available()
+    if weight.device.type == "cpu" and on_kernel:
         cpu_decode.use_panels(model, int8=int8)
     elif int8:
         quantize_int8(model)
@@ -170,7 +172,7 @@ class Engine:
         # Decoding runs the same small shapes step after step, where compiling pays off;
         # prefill shapes change with every prompt, so it stays eager.
         self._decode_logits = torch.compile(self._last_logits) if compile else self._last_logits
-        # fp32 models on CPU decode through one native call per step, where it can run them
+        # fp32 and bf16 models on CPU decode through one native call per step, where it can run them
         # (dscoder.infer.cpu_decode); prompts still go through PyTorch.
         self._cpu_decoder: cpu_decode.CpuDecoder | None = None
         if cpu_kernel and not compile and self.device.type == "cpu":
