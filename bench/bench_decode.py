@@ -143,6 +143,28 @@ def teacher_forced_agreement(reference: Transformer, quantized: Transformer, pro
     return float((a == b).float().mean())
 
 
+def agreement_with(continuation: list[int], choices: list[int]) -> float:
+    return sum(a == b for a, b in zip(continuation, choices, strict=True)) / len(continuation)
+
+
+def kernel_choices(model: Transformer, prompt: list[int], continuation: list[int]) -> list[int]:
+    """The kernel's greedy choice at each position of `continuation`, fed it token by token after
+    the prompt (teacher-forced), on `model`'s cache row 0."""
+    decoder = cpu_decode.CpuDecoder(model)
+    with torch.inference_mode():
+        hidden = model.forward_hidden(torch.tensor([prompt]), torch.arange(len(prompt))[None])
+        choices = [int(model.output(hidden[0, -1]).argmax())]
+        for i, token in enumerate(continuation[:-1]):
+            choices.append(int(decoder([token], [len(prompt) + i], [0])[0].argmax()))
+    return choices
+
+
+def peer_choices(peer, prompt: list[int], continuation: list[int]) -> list[int]:
+    with torch.inference_mode():
+        logits = peer(torch.tensor([prompt + continuation[:-1]])).logits[0, len(prompt) - 1:]
+    return logits.argmax(-1).tolist()
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
@@ -165,6 +187,9 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
         compiled = load_for_inference(directory, dtype=dtype, cpu_kernel=False) if args.compile else None
         quantized = load_for_inference(directory, dtype=dtype, int8=True) if args.int8 else None
         peer = LlamaForCausalLM.from_pretrained(directory, dtype=dtype).eval()
+        # In bf16 the contenders round differently (ours keeps fp32 activations): both are
+        # compared with the fp32 model's greedy output instead of with each other.
+        fp32_model = load_for_inference(directory) if dtype != torch.float32 else None
     peer.generation_config.eos_token_id = None  # decode exactly N tokens, as ours does
     peer.generation_config.pad_token_id = 0
 
@@ -211,6 +236,15 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
             share = statistics.median(v[0] * read_bytes[name] / v[2] for v in values)
             line += f"  {share:5.1%} of the bandwidth limit ({read_bytes[name] / 1e6:.0f} MB read/token)"
         print(line)
+    if fp32_model is not None:
+        (fp32_result,) = engine(fp32_model).generate([Request(prompt, SamplingParams(max_new_tokens=args.tokens),
+                                                             ignore_eos=True)])
+        fp32_output = fp32_result.token_ids
+        shares = {"dscoder": agreement_with(fp32_output, kernel_choices(ours, prompt, fp32_output))
+                  if cpu_decode.available() else None,
+                  "transformers": agreement_with(fp32_output, peer_choices(peer, prompt, fp32_output))}
+        print(f"  {args.dtype} greedy choices equal to the fp32 model's, teacher-forced along its output: "
+              + ", ".join(f"{name} {share:.1%}" for name, share in shares.items() if share is not None))
     if quantized is not None:
         forced = teacher_forced_agreement(ours, quantized, prompt, outputs["dscoder"])
         free = common_prefix(outputs["dscoder int8"], outputs["dscoder"])
