@@ -46,6 +46,7 @@ import httpx
 import torch
 
 from dscoder.infer import Engine, Request, SamplingParams, completion_prompt
+from dscoder.infer.engine import DEFAULT_MAX_PREFILL_TOKENS
 from dscoder.model import PRESETS, Transformer, save_model
 from dscoder.serve import ServeOptions, serve
 from dscoder.tokenizer import Tokenizer, train_tokenizer
@@ -131,7 +132,9 @@ def wait_ready(url: str, process: multiprocessing.Process, timeout_s: float = 12
 # ---- the clients --------------------------------------------------------------------------
 
 
-async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int, prompt: str = PROMPT) -> RequestTiming:
+async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int, prompt: str = PROMPT,
+                      started: asyncio.Event | None = None) -> RequestTiming:
+    """One streaming request; `started` is set when its first text arrives."""
     body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
             "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
     sent = time.perf_counter()
@@ -147,6 +150,10 @@ async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int, prom
                 tokens = event["usage"]["completion_tokens"]
             if any(choice["text"] for choice in event["choices"]):
                 chunks.append(time.perf_counter() - sent)
+                if started is not None:
+                    started.set()
+    if not chunks:
+        raise RuntimeError(f"a request of {max_tokens} tokens streamed no text")
     return RequestTiming(chunks[0], chunks, tokens, sent)
 
 
@@ -179,9 +186,10 @@ async def run_joining(url: str, clients: int, max_tokens: int, long_prompt: str)
     chunks that arrived while it was being prefilled, and its time to first token."""
     async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=clients + 1)) as client:
         await one_request(client, url, 8)
-        running = [asyncio.create_task(one_request(client, url, max_tokens)) for _ in range(clients - 1)]
-        await asyncio.sleep(0.25)  # they are decoding by now
-        joined = await one_request(client, url, 1, long_prompt)
+        decoding = [asyncio.Event() for _ in range(clients - 1)]
+        running = [asyncio.create_task(one_request(client, url, max_tokens, started=event)) for event in decoding]
+        await asyncio.gather(*(event.wait() for event in decoding))
+        joined = await one_request(client, url, 8, long_prompt)
         timings = await asyncio.gather(*running)
     window = (joined.sent, joined.sent + joined.ttft_s)
     gaps = []
@@ -240,8 +248,9 @@ def main() -> None:
     parser.add_argument("--preset", choices=["tiny", "small"], default="tiny", help="model size (default tiny)")
     parser.add_argument("--join-prompt-tokens", type=int, default=0, metavar="N",
                         help="also run the joining scenario with an N-token prompt (default: off)")
-    parser.add_argument("--max-prefill-tokens", type=int, default=512, metavar="N",
-                        help="the server's prompt tokens per step while others decode (default 512)")
+    parser.add_argument("--max-prefill-tokens", type=int, default=DEFAULT_MAX_PREFILL_TOKENS, metavar="N",
+                        help="the server's prompt positions per step while others decode "
+                        f"(default {DEFAULT_MAX_PREFILL_TOKENS})")
     parser.add_argument("--max-batch-size", type=int, default=8)
     # One thread by default: the clients run on the same machine, and on a small shared one
     # torch's threads then fight them (and each other) for cores.
@@ -301,8 +310,11 @@ def main() -> None:
               f"the streams' gaps meanwhile: longest {max(gaps, default=0) * 1000:.1f} ms, "
               f"p99 {spread['p99']:.1f} ms, p50 {spread['p50']:.1f} ms")
     if args.json:
+        joining_json = None if long_prompt is None else {
+            "prompt_tokens": args.join_prompt_tokens, "max_prefill_tokens": args.max_prefill_tokens,
+            "ttft_ms": round(joining[1] * 1000, 1), "longest_gap_ms": round(max(joining[0], default=0) * 1000, 1)}
         args.json.write_text(json.dumps({
-            "scenarios": [asdict(s) for s in scenarios], "speedup": round(speedup, 2),
+            "scenarios": [asdict(s) for s in scenarios], "speedup": round(speedup, 2), "joining": joining_json,
             "round_speedups": [round(r, 2) for r in ratios],
             "engine_tokens_per_s": {str(batch): round(value, 1) for batch, value in engine.items()},
         }, indent=2) + "\n")

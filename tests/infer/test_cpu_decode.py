@@ -116,6 +116,15 @@ def test_the_kernel_writes_the_same_cache_entries_as_pytorch():
         torch.testing.assert_close(ours.self_attn.kv_cache.v, theirs.self_attn.kv_cache.v, rtol=1e-5, atol=1e-6)
 
 
+def test_a_nan_in_the_cache_reaches_the_logits_as_in_pytorch():
+    model = decoding_model(rows=1, length=16)
+    with torch.inference_mode():
+        model.forward_hidden(torch.tensor([[3, 4, 5, 6, 7]]), torch.arange(5)[None])
+        for layer in model.layers:
+            layer.self_attn.kv_cache.k[0, :, 2, 0] = float("nan")
+        assert not cpu_decode.CpuDecoder(model)([6], [5], [0]).isfinite().all()
+
+
 def test_bad_steps_are_refused_before_the_kernel_runs():
     model = decoding_model(rows=2, length=16)
     decoder = cpu_decode.CpuDecoder(model)
@@ -245,13 +254,16 @@ def test_a_bf16_model_decodes_in_the_kernel_near_its_fp32_values():
 def test_a_bf16_checkpoint_engine_decodes_in_the_kernel(checkpoint, tokenizer):
     engine = Engine.from_checkpoint(checkpoint, dtype=torch.bfloat16, max_batch_size=2, max_seq_len=64)
     assert engine._cpu_decoder is not None and engine.model.output.panels.dtype == torch.bfloat16
-    on_pytorch = Engine.from_checkpoint(checkpoint, dtype=torch.bfloat16, max_batch_size=2, max_seq_len=64,
-                                        cpu_kernel=False)
-    assert on_pytorch._cpu_decoder is None
     prompts = [[5, 17, 42, 7], [9, 3]]
-    requests = [Request(p, SamplingParams(max_new_tokens=6), ignore_eos=True) for p in prompts]
-    ours, theirs = engine.generate(requests), on_pytorch.generate(requests)
-    assert [r.token_ids for r in ours] == [r.token_ids for r in theirs]
+    results = engine.generate([Request(p, SamplingParams(max_new_tokens=6), ignore_eos=True) for p in prompts])
+    # Each chosen token is the bf16 model's own greedy choice, up to bf16 rounding: the kernel
+    # keeps fp32 activations where PyTorch rounds them, so near-ties may go either way.
+    for prompt, result in zip(prompts, results, strict=True):
+        ids = prompt + result.token_ids
+        with torch.inference_mode():
+            logits = engine.model(torch.tensor([ids[:-1]]))[0, len(prompt) - 1:]
+        chosen = logits.gather(1, torch.tensor(result.token_ids)[:, None])[:, 0]
+        assert (logits.max(dim=1).values - chosen <= 0.05).all()
 
 
 def test_an_int8_checkpoint_engine_decodes_in_the_kernel_what_its_model_predicts(checkpoint, tokenizer):

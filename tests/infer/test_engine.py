@@ -151,6 +151,39 @@ def test_prompts_share_the_prefill_budget_and_a_cancelled_one_frees_its_row(
     assert results[running] == reference_greedy(model, ids_of(tokenizer, "x"), 30)
 
 
+def test_padding_counts_against_the_prefill_budget(engine: Engine, model: Transformer, tokenizer: Tokenizer):
+    # Prompts fed from their start share one batch padded to the longest: 12 and 3 tokens
+    # together would compute 24 positions, over a budget of 20, so the second waits a step.
+    engine.max_prefill_tokens = 20
+    computed: list[int] = []
+    feed = engine._feed_prompts
+
+    def counting_feed(seqs, start, ends):
+        computed.append(len(seqs) * (max(ends) - start))
+        return feed(seqs, start, ends)
+
+    engine._feed_prompts = counting_feed
+    running = engine.add(Request([7, 8], greedy(20), ignore_eos=True))
+    engine.step()
+    prompts = [[(5 * i + 3) % 400 + 3 for i in range(12)], [11, 12, 13]]
+    joining = [engine.add(Request(p, greedy(3), ignore_eos=True)) for p in prompts]
+    computed.clear()
+    first_token_steps: dict[int, int] = {}
+    results = {}
+    step = 0
+    while engine.has_work():
+        step += 1
+        before = len(computed)
+        for out in engine.step():
+            first_token_steps.setdefault(out.seq_id, step)
+            if out.finished:
+                results[out.seq_id] = out.result.token_ids
+        assert sum(computed[before:]) <= 20
+    assert (first_token_steps[joining[0]], first_token_steps[joining[1]]) == (1, 2)
+    assert [results[i] for i in joining] == [reference_greedy(model, p, 3) for p in prompts]
+    assert results[running] == reference_greedy(model, [7, 8], 20)
+
+
 def test_with_nothing_else_decoding_a_prompt_is_prefilled_whole(engine: Engine, tokenizer: Tokenizer):
     engine.max_prefill_tokens = 1
     seq_id = engine.add(Request(ids_of(tokenizer, LONG_PROMPT), greedy(3), ignore_eos=True))

@@ -9,7 +9,7 @@ import pytest
 
 from dscoder.cli import serve as serve_cli
 from dscoder.errors import UserError
-from dscoder.infer.engine import DEFAULT_MAX_SEQ_LEN, PREFILL_CHUNK
+from dscoder.infer.engine import DEFAULT_MAX_PREFILL_TOKENS, DEFAULT_MAX_SEQ_LEN
 from dscoder.serve import ServeOptions, load_engine
 
 
@@ -34,7 +34,7 @@ def test_the_served_name_and_the_defaults(tmp_path: Path):
     options = serve_cli.options_from(parse("--model", str(tmp_path), "--served-model-name", "deepseek-coder"))
     assert options.model_name == "deepseek-coder"
     assert (options.max_seq_len, options.max_batch_size, options.port) == (DEFAULT_MAX_SEQ_LEN, 8, 8000)
-    assert options.max_prefill_tokens == PREFILL_CHUNK
+    assert options.max_prefill_tokens == DEFAULT_MAX_PREFILL_TOKENS
 
 
 def test_a_missing_checkpoint_is_a_user_error(tmp_path: Path):

@@ -132,7 +132,16 @@ def test_an_api_error_is_shown_and_the_message_is_kept(page):
     assert page.locator("#transcript li").count() == 0
 
 
-def test_stop_ends_the_generation_on_the_server(page, scheduler: Scheduler):
+def test_stop_ends_the_generation_on_the_server(page, scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch):
+    # The test model writes 200 tokens in about 30 ms once the first has arrived, less than a
+    # browser takes to react to it; 5 ms a step gives the page a second to press Stop.
+    step = scheduler.engine.step
+
+    def slow_step():
+        time.sleep(0.005)
+        return step()
+
+    monkeypatch.setattr(scheduler.engine, "step", slow_step)
     before = scheduler.stats
     page.fill("#max-tokens", "200")
     page.fill("#temperature", "0")

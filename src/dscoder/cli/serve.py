@@ -25,9 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-batch-size", type=int, default=8,
                         help="sequences decoded together; more wait for a free row (default 8)")
     parser.add_argument("--max-prefill-tokens", type=int, default=None, metavar="N",
-                        help="prompt tokens a step may prefill while other requests are decoding; a "
-                        "longer prompt is fed over several steps, so it delays the others' tokens "
-                        "a chunk at a time (default 512)")
+                        help="prompt positions a step may compute while other requests are decoding "
+                        "(padding included); a longer prompt is fed over several steps, so it delays "
+                        "the others' tokens a chunk at a time (default 512)")
     parser.add_argument("--max-seq-len", type=int, default=None,
                         help="tokens per sequence, prompt and completion together (default: "
                         "4096, at most the model's context); sets the cache's memory")

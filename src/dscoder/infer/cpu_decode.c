@@ -206,17 +206,21 @@ static void rope(float *restrict v, const float *restrict cos, const float *rest
 
 typedef int32_t i16 __attribute__((vector_size(64)));
 
-static inline v16 larger(v16 a, v16 b) {
-    i16 a_wins = a > b;
-    return (v16)(((i16)a & a_wins) | ((i16)b & ~a_wins));
+/* Lanes of a where pick is set (all ones), else of b. */
+static inline v16 pick_lanes(i16 pick, v16 a, v16 b) {
+    return (v16)(((i16)a & pick) | ((i16)b & ~pick));
 }
 
+/* The larger of a and b in each lane (b where either is NaN). */
+static inline v16 larger(v16 a, v16 b) { return pick_lanes(a > b, a, b); }
+
 /* e^x in each lane, within one unit in the last place for x in [-87, 88] (outside, x is
- * clamped to those ends): x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor series to
- * r^7, times 2^n written into the exponent bits. */
+ * clamped to those ends; NaN stays NaN): x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its
+ * Taylor series to r^7, times 2^n written into the exponent bits. */
 static inline v16 exp16(v16 x) {
-    x = larger(x, (v16){0} - 87.0f);
-    x = -larger(-x, (v16){0} - 88.0f);
+    const v16 lo = (v16){0} - 87.0f, hi = (v16){0} + 88.0f;
+    x = pick_lanes(x < lo, lo, x);
+    x = pick_lanes(x > hi, hi, x);
     const float round = 12582912.0f; /* 1.5 * 2^23: adding and subtracting it rounds to an integer */
     v16 n = (x * 1.44269504f + round) - round;
     v16 r = x - n * 0.693145752f - n * 1.42860677e-06f; /* ln 2 in two parts, so n ln 2 is exact */
@@ -386,9 +390,11 @@ static void swiglu(const float *restrict gate, const float *restrict up, float *
 /* Decode one token for each of `batch` sequences: tokens[b] is the newest token of the
  * sequence in cache row rows[b], at position positions[b]; its key and value are written
  * there, and logits [batch, vocab] are filled. Returns 0, or -1 if scratch memory could not
- * be allocated (nothing is written to the caches then). */
+ * be allocated, or -2 if the heads are wider than MAX_HEAD_VECTORS vectors (nothing is written
+ * to the caches then). */
 int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions, const int64_t *rows,
                 int64_t batch, float *logits, int threads) {
+    if (m->head_dim > 16 * MAX_HEAD_VECTORS) return -2; /* attend's vectors live on the stack */
     const int64_t hidden = m->hidden, dim = m->head_dim, heads = m->heads, kv_heads = m->kv_heads;
     const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
     const int64_t inter = m->intermediate, group = heads / kv_heads;

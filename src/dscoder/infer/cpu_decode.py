@@ -52,7 +52,6 @@ _FLAG_SETS = (
 
 # Weight formats, as in cpu_decode.c.
 FP32, INT8, BF16 = 0, 1, 2
-_ELEMENT_BYTES = {FP32: 4, INT8: 1, BF16: 2}
 
 
 class _Matrix(ctypes.Structure):
@@ -323,6 +322,8 @@ class CpuDecoder:
         logits = torch.empty(batch, self.vocab_size)
         status = self._step(ctypes.byref(self._model), ids[0].data_ptr(), ids[1].data_ptr(), ids[2].data_ptr(),
                             batch, logits.data_ptr(), torch.get_num_threads())
+        if status == -2:  # unsupported_reason refuses such models first
+            raise ValueError(f"the CPU decoding kernel takes heads of at most {MAX_HEAD_DIM}")
         if status != 0:
             raise MemoryError("the CPU decoding kernel could not allocate its scratch memory")
         return logits

@@ -18,10 +18,11 @@ Step-level API, for a scheduler such as the HTTP server's:
 
 A step decodes one token for every running sequence in one batched forward pass, then prefills
 the prompts of requests that hold a row (their first token comes from the prefill); requests
-beyond the free rows wait in arrival order. While other sequences decode, a step prefills at
-most `max_prefill_tokens` prompt tokens, and a longer prompt continues in the next steps: a
-long prompt joining a running batch delays the others' next tokens by one such chunk at a time
-rather than by its whole length. With nothing else decoding, prompts are prefilled whole.
+beyond the free rows wait in arrival order. While other sequences decode, a step computes at
+most `max_prefill_tokens` prompt positions (padding included), and a longer prompt continues in
+the next steps: a long prompt joining a running batch delays the others' next tokens by one
+such chunk at a time rather than by its whole length. With nothing else decoding, prompts are
+prefilled whole.
 
 `load_for_inference` loads a checkpoint in the form that decodes fastest (int8 weights, or on
 CPU the linear layers of `dscoder.infer.layout`); `Engine.from_checkpoint` uses it. fp32 and
@@ -63,6 +64,8 @@ from dscoder.tokenizer import Tokenizer
 # Prompts are prefilled in chunks of this many positions, which bounds the attention scores'
 # memory (chunk x context per head) for long prompts.
 PREFILL_CHUNK = 512
+# Prompt positions a step may compute while other sequences decode (Engine.max_prefill_tokens).
+DEFAULT_MAX_PREFILL_TOKENS = 512
 DEFAULT_MAX_SEQ_LEN = 4096
 DEFAULT_MAX_BATCH_SIZE = 8
 
@@ -146,7 +149,7 @@ class Engine:
 
     def __init__(self, model: Transformer, tokenizer: Tokenizer, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                  max_seq_len: int = DEFAULT_MAX_SEQ_LEN, compile: bool = False, cpu_kernel: bool = True,
-                 max_prefill_tokens: int = PREFILL_CHUNK) -> None:
+                 max_prefill_tokens: int = DEFAULT_MAX_PREFILL_TOKENS) -> None:
         config = model.config
         check_tokenizer_fits(config, tokenizer.vocab_size)
         if max_batch_size < 1:
@@ -225,7 +228,7 @@ class Engine:
         return seq.seq_id
 
     def cancel(self, seq_id: int) -> None:
-        """Forget a sequence, waiting or running; unknown or finished ids are ignored."""
+        """Forget a sequence, waiting, prefilling or decoding; unknown or finished ids are ignored."""
         seq = self._running.pop(seq_id, None) or self._prefilling.pop(seq_id, None)
         if seq is not None:
             heapq.heappush(self._free_rows, seq.row)
@@ -321,21 +324,32 @@ class Engine:
         return self._advance(seqs, logits)
 
     def _prefill(self, budget: int | None) -> list[StepOutput]:
-        """Feed prompt tokens of the prefilling sequences, in arrival order, into their rows: at
-        most `budget` tokens (None: all). Sequences whose prompt is then complete sample their
-        first token and start decoding."""
+        """Feed prompt tokens of the prefilling sequences, in arrival order, into their rows,
+        computing at most `budget` positions (None: no limit). Sequences whose prompt is then
+        complete sample their first token and start decoding."""
+        # Prompts fed from their start go together, right-padded to the longest: that batch
+        # costs rows x its longest span. A prompt that continues from an earlier step goes
+        # alone (its positions start elsewhere) and costs what it feeds.
         spans: list[tuple[_Sequence, int]] = []  # (sequence, prompt position to feed up to)
         left = budget
+        fresh_rows = fresh_length = 0
         for seq in self._prefilling.values():
             take = len(seq.request.prompt_ids) - seq.position
             if left is not None:
-                take = min(take, left)
-                left -= take
+                if seq.position > 0:
+                    take = cost = min(take, left)
+                else:
+                    length = max(fresh_length, take)
+                    cost = (fresh_rows + 1) * length - fresh_rows * fresh_length
+                    if cost > left:
+                        if fresh_rows:
+                            break
+                        take = cost = length = left  # the first of the batch: as much as fits
+                    fresh_rows, fresh_length = fresh_rows + 1, length
+                left -= cost
             if take <= 0:
                 break
             spans.append((seq, seq.position + take))
-        # Prompts fed from their start go together, right-padded to the longest; a prompt that
-        # continues from an earlier step goes alone (its positions start elsewhere).
         fresh = [(seq, end) for seq, end in spans if seq.position == 0]
         groups = ([fresh] if fresh else []) + [[(seq, end)] for seq, end in spans if seq.position > 0]
         complete: list[tuple[_Sequence, Tensor]] = []

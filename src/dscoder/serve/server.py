@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from dscoder.errors import UserError
 from dscoder.infer import Engine
-from dscoder.infer.engine import DEFAULT_MAX_SEQ_LEN, PREFILL_CHUNK
+from dscoder.infer.engine import DEFAULT_MAX_PREFILL_TOKENS, DEFAULT_MAX_SEQ_LEN
 from dscoder.serve.app import create_app
 from dscoder.serve.scheduler import Scheduler
 
@@ -35,7 +35,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch_size: int = 8
-    max_prefill_tokens: int = PREFILL_CHUNK  # prompt tokens per step while others decode
+    max_prefill_tokens: int = DEFAULT_MAX_PREFILL_TOKENS  # prompt positions a step computes while others decode
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     dtype: str | None = None
     int8: bool = False
