@@ -2,13 +2,15 @@
 and site-packages.
 
 data -> tokenizer -> pretraining with FIM + instruction tuning -> completion, infill and chat
-from the result -> HumanEval on it. Each stage prints where its output is; a stage whose output
-is already there (from an earlier, interrupted demo) is not redone.
+from the result -> HumanEval on it. Each stage prints where its output is. The data and the
+tokenizer already there (from an earlier, interrupted demo) are reused; training, and so the
+evaluation of its model, start afresh on every run.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -113,6 +115,9 @@ def _eval_stage(instruct: Path, output: Path) -> None:
     if not data.is_file():
         print(f"skipped: {data} not found (point `dscoder eval --data` at your copy)")
         return
+    # The demo trains afresh on every run, so an earlier run's scores belong to another model:
+    # resuming them would mix the two (the runner refuses), so the evaluation starts afresh too.
+    shutil.rmtree(output / "eval", ignore_errors=True)
     source = LocalModel(instruct, name="dscoder-demo-instruct", max_seq_len=512)
     score = evaluate(
         "humaneval", data, source, output / "eval",
