@@ -112,10 +112,9 @@ def _library() -> ctypes.CDLL | None:
         return None
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-        source = SOURCE.read_bytes()
+        built_from = [SOURCE.read_bytes(), version.encode(), _cpu_fingerprint().encode()]
         for flags in _FLAG_SETS:
-            key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
-                                             _cpu_fingerprint().encode()])).hexdigest()[:16]
+            key = hashlib.sha256(b"\0".join([*built_from, " ".join(flags).encode()])).hexdigest()[:16]
             target = _kernel_dir() / f"cpu_decode-{key}.so"
             if target.exists() or _compile(compiler, flags, target):
                 library = ctypes.CDLL(str(target))
@@ -162,7 +161,7 @@ class PanelLinear(nn.Module):
         super().__init__()
         # The dtype of inputs and outputs: the model's.
         self.dtype = torch.bfloat16 if weight.dtype == torch.bfloat16 else torch.float32
-        weight = weight.detach().to("cpu", self.dtype if not int8 else torch.float32).contiguous()
+        weight = weight.detach().to("cpu", torch.float32 if int8 else self.dtype).contiguous()
         self.out_features, self.in_features = weight.shape
         count = -(-self.out_features // PANEL)
         scales = None
@@ -173,7 +172,7 @@ class PanelLinear(nn.Module):
         self.format = INT8 if int8 else BF16 if weight.dtype == torch.bfloat16 else FP32
         self.register_buffer("scales", scales)
         if storage is None:
-            (storage,) = huge_page_arena([panel_bytes(self.out_features, self.in_features, weight.element_size())])
+            (storage,) = huge_page_arena([panel_bytes(weight, int8)])
         self.register_buffer("panels", storage.view(weight.dtype).view(count, self.in_features, PANEL))
         kernel = _kernel()
         kernel.pack_panels(weight.data_ptr(), self.panels.data_ptr(), self.out_features, self.in_features,
@@ -200,9 +199,12 @@ class PanelLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, panels={PANEL}, {weights}"
 
 
-def panel_bytes(out_features: int, in_features: int, element_bytes: int) -> int:
-    """Bytes of the panels of an [out, in] weight of elements this size (4 fp32, 2 bf16, 1 int8)."""
-    return -(-out_features // PANEL) * PANEL * in_features * element_bytes
+def panel_bytes(weight: Tensor, int8: bool = False) -> int:
+    """Bytes of the panels a PanelLinear keeps `weight` [out, in] in: int8 if asked, else bf16
+    for bf16 weights and fp32 for the others."""
+    out_features, in_features = weight.shape
+    element = 1 if int8 else 2 if weight.dtype == torch.bfloat16 else 4
+    return -(-out_features // PANEL) * PANEL * in_features * element
 
 
 def huge_page_arena(sizes: list[int]) -> list[Tensor]:
@@ -221,14 +223,13 @@ def use_panels(model: nn.Module, int8: bool = False) -> nn.Module:
     """Replace, in place, every bias-free nn.Linear of `model` by a PanelLinear (with int8
     weights if `int8`), all panels in one `huge_page_arena`; returns `model`."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.bias is None]
-    sizes = [1 if int8 else 2 if m.weight.dtype == torch.bfloat16 else 4 for m in linears]
-    storage = huge_page_arena([panel_bytes(m.out_features, m.in_features, size)
-                               for m, size in zip(linears, sizes, strict=True)])
+    storage = huge_page_arena([panel_bytes(m.weight, int8) for m in linears])
     pieces = dict(zip(map(id, linears), storage, strict=True))
     return replace_linears(model, lambda linear: PanelLinear(linear.weight, int8, pieces[id(linear)]))
 
 
-_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+# The dtypes of models the kernel runs (their embedding, caches and activations at its edges).
+KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def unsupported_reason(model: Transformer) -> str | None:
@@ -240,7 +241,7 @@ def unsupported_reason(model: Transformer) -> str | None:
     if model.config.head_dim > MAX_HEAD_DIM:
         return f"the heads are {model.config.head_dim} wide; the kernel takes at most {MAX_HEAD_DIM}"
     embedding, cache = model.embed_tokens.weight, model.cache.k
-    if embedding.dtype not in _KERNEL_DTYPES or cache.dtype != embedding.dtype or cache.device.type != "cpu":
+    if embedding.dtype not in KERNEL_DTYPES or cache.dtype != embedding.dtype or cache.device.type != "cpu":
         return (f"the embedding is {embedding.dtype} and the cache {cache.dtype} on {cache.device.type}; the "
                 "kernel takes both fp32 or both bf16, on the CPU")
     if embedding.device.type != "cpu" or not embedding.is_contiguous():

@@ -85,7 +85,7 @@ def load_for_inference(path: str | os.PathLike[str], dtype: torch.dtype | None =
     model = load_model(path, dtype=dtype, device=device)
     model.fuse_projections()
     weight = model.embed_tokens.weight
-    on_kernel = weight.dtype in (torch.float32, torch.bfloat16) and cpu_kernel and cpu_decode.available()
+    on_kernel = weight.dtype in cpu_decode.KERNEL_DTYPES and cpu_kernel and cpu_decode.available()
     if weight.device.type == "cpu" and on_kernel:
         cpu_decode.use_panels(model, int8=int8)
     elif int8:

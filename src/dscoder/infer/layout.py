@@ -18,8 +18,8 @@ were measured here (fp32, AMD EPYC, one thread; docs/performance.md):
 `CpuLinear` keeps what each case wants: the matrix-vector copy, and the oneDNN copy when the
 layer will see several rows at once (`max_rows > 1`) or when oneDNN is the faster for one row;
 which one is faster is timed once per shape, batch size and thread count, at load, from a
-cold cache as in decoding. Two copies cost the weights' memory twice, so they are made only when the second
-fits in half of the memory available. Only fp32 weights on a torch whose oneDNN agrees with
+cold cache as in decoding. Two copies cost the weights' memory twice, so they are made only
+when the second fits in half of the memory available. Only fp32 weights on a torch whose oneDNN agrees with
 `F.linear` (dscoder.model.onednn) get a oneDNN copy; anything else stays plain.
 """
 
