@@ -42,6 +42,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
 import torch
 
@@ -132,7 +133,11 @@ def wait_ready(url: str, process: multiprocessing.Process, timeout_s: float = 12
 # ---- the clients --------------------------------------------------------------------------
 
 
-async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int, prompt: str = PROMPT,
+# The clients use aiohttp: they share the machine with the server, so what they spend per
+# token is taken from it. Reading the same streams, httpx cost 329-419 us of CPU a token with
+# one client and 117-137 us with eight; aiohttp (its HTTP parser is compiled) 176-178 and
+# 51-53 (docs/performance.md, Server).
+async def one_request(client: aiohttp.ClientSession, url: str, max_tokens: int, prompt: str = PROMPT,
                       started: asyncio.Event | None = None) -> RequestTiming:
     """One streaming request; `started` is set when its first text arrives."""
     body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
@@ -140,9 +145,10 @@ async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int, prom
     sent = time.perf_counter()
     chunks: list[float] = []
     tokens = 0
-    async with client.stream("POST", url + "/v1/completions", json=body) as response:
+    async with client.post(url + "/v1/completions", json=body) as response:
         response.raise_for_status()
-        async for line in response.aiter_lines():
+        async for raw in response.content:  # one line at a time
+            line = raw.decode().rstrip("\r\n")
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             event = json.loads(line[len("data: "):])
@@ -157,6 +163,11 @@ async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int, prom
     return RequestTiming(chunks[0], chunks, tokens, sent)
 
 
+def session(clients: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients + 1),
+                                 timeout=aiohttp.ClientTimeout(total=300))
+
+
 @dataclass
 class Run:
     timings: list[RequestTiming]
@@ -168,8 +179,7 @@ class Run:
 
 
 async def run_clients(url: str, clients: int, requests_each: int, max_tokens: int) -> Run:
-    limits = httpx.Limits(max_connections=clients + 1)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+    async with session(clients) as client:
         await one_request(client, url, 8)  # warm up: first-call allocations, connections
 
         async def client_loop() -> list[RequestTiming]:
@@ -184,7 +194,7 @@ async def run_clients(url: str, clients: int, requests_each: int, max_tokens: in
 async def run_joining(url: str, clients: int, max_tokens: int, long_prompt: str) -> tuple[list[float], float]:
     """clients - 1 streams, then a request with a long prompt: the gaps between the streams'
     chunks that arrived while it was being prefilled, and its time to first token."""
-    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=clients + 1)) as client:
+    async with session(clients) as client:
         await one_request(client, url, 8)
         decoding = [asyncio.Event() for _ in range(clients - 1)]
         running = [asyncio.create_task(one_request(client, url, max_tokens, started=event)) for event in decoding]
@@ -252,25 +262,25 @@ def main() -> None:
                         help="the server's prompt positions per step while others decode "
                         f"(default {DEFAULT_MAX_PREFILL_TOKENS})")
     parser.add_argument("--max-batch-size", type=int, default=8)
-    # One thread by default: the clients run on the same machine, and on a small shared one
-    # torch's threads then fight them (and each other) for cores.
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in the server (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="model threads in the server (default: as `dscoder serve`, one per core)")
     parser.add_argument("--train-mb", type=float, default=4.0, help="text to train the tokenizer on")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
+    threads = args.threads or torch.get_num_threads()
 
     runs: dict[int, list[Run]] = {1: [], args.clients: []}
     ratios = []
     with tempfile.TemporaryDirectory() as workdir:
         checkpoint = build_checkpoint(Path(workdir), args.train_mb, args.preset)
         vocab = json.loads((checkpoint / "config.json").read_text())["vocab_size"]
-        engine = {batch: engine_tokens_per_s(checkpoint, batch, args.max_tokens, args.threads)
+        engine = {batch: engine_tokens_per_s(checkpoint, batch, args.max_tokens, threads)
                   for batch in (1, args.clients)}
         port = free_port()
         max_seq_len = max(512, args.join_prompt_tokens + 64)
         options = ServeOptions(model=checkpoint, port=port, max_batch_size=args.max_batch_size,
                                max_seq_len=max_seq_len, max_prefill_tokens=args.max_prefill_tokens,
-                               threads=args.threads, log_level="warning")
+                               threads=threads, log_level="warning")
         long_prompt = prompt_of_tokens(checkpoint, args.join_prompt_tokens) if args.join_prompt_tokens else None
         process = multiprocessing.get_context("spawn").Process(target=serve, args=(options,), daemon=True)
         process.start()
@@ -292,7 +302,7 @@ def main() -> None:
     scenarios = [summarize(clients, client_runs) for clients, client_runs in runs.items()]
     speedup = statistics.median(ratios)
     print(f"{args.preset} preset (vocab {vocab}), {args.max_tokens} tokens per request, {args.requests} requests "
-          f"per client and round, {args.rounds} rounds, server torch threads {args.threads}")
+          f"per client and round, {args.rounds} rounds, server model threads {threads}")
     print(f"engine alone: batch 1 {engine[1]:.1f} tokens/s, batch {args.clients} "
           f"{engine[args.clients]:.1f} tokens/s ({engine[args.clients] / engine[1]:.2f}x)")
     print(f"{'clients':>7} {'tokens/s':>9} {'TTFT p50/p90/p99 ms':>24} {'TPOT p50/p90/p99 ms':>24} "

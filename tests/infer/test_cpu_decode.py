@@ -287,17 +287,84 @@ def test_a_models_panels_share_one_aligned_arena():
     assert all(p.data_ptr() % 64 == 0 for p in panels)
 
 
+# Big enough that the kernel shares the work out: the output layer (625 panels) in 20 chunks,
+# attention over ~600 cached positions a chunk per head.
+SHARED_CONFIG = CONFIG.replace(vocab_size=20000)
+
+
+@pytest.mark.timeout(120)
 def test_several_threads_give_the_same_logits_as_one():
     results = []
-    for threads in (1, 2):
-        model = decoding_model(rows=3, length=32)
+    prompt = torch.randint(0, 1000, (3, 600), generator=torch.Generator().manual_seed(0))
+    for threads in (1, 2, 4):
+        model = decoding_model(rows=3, length=640, config=SHARED_CONFIG)
         decoder = cpu_decode.CpuDecoder(model)
         torch.set_num_threads(threads)  # the infer tests' fixture restores it
         with torch.inference_mode():
-            model.forward_hidden(torch.tensor([[4, 8, 15, 16]] * 3), torch.arange(4).expand(3, 4))
-            results.append([decoder([23, 42, 7], [4 + step, 4 + step, 4 + step], [0, 1, 2]) for step in range(3)])
-    for one, two in zip(*results, strict=True):
-        assert torch.equal(one, two)  # each output is one thread's sum, in the same order
+            model.forward_hidden(prompt, torch.arange(600).expand(3, 600))
+            results.append([decoder([23, 42, 7], [600 + step] * 3, [0, 1, 2]) for step in range(3)])
+    for one, *others in zip(*results, strict=True):
+        for other in others:
+            assert torch.equal(one, other)  # each output is one thread's sum, in the same order
+
+
+def shared_products(weight: torch.Tensor, int8: bool, inputs: list[torch.Tensor], threads: int) -> list[torch.Tensor]:
+    torch.set_num_threads(threads)
+    panel = cpu_decode.PanelLinear(weight, int8)  # packing is shared out too
+    return [panel(x) for x in inputs]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("dtype,int8", [(torch.float32, False), (torch.bfloat16, False), (torch.float32, True)])
+def test_products_shared_between_threads_equal_one_threads(dtype: torch.dtype, int8: bool):
+    torch.manual_seed(0)
+    weight = torch.randn(5000, 300).to(dtype)  # 157 panels: chunks of 6 (one row) down to 1 (100 rows)
+    inputs = [torch.randn(rows, 300).to(dtype) for rows in (1, 3, 8, 13, 100)]
+    alone = shared_products(weight, int8, inputs, 1)
+    for threads in (2, 3, 5):
+        for one, shared in zip(alone, shared_products(weight, int8, inputs, threads), strict=True):
+            assert torch.equal(one, shared)
+
+
+@pytest.mark.timeout(120)
+def test_products_called_from_several_threads_at_once_stay_right():
+    # One loop is shared out at a time; a call that finds the helpers busy runs on its own thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    panel = cpu_decode.PanelLinear(torch.randn(8000, 128))
+    inputs = [torch.randn(rows, 128) for rows in (1, 4, 8, 16)]
+    torch.set_num_threads(1)
+    expected = [panel(x) for x in inputs]
+    torch.set_num_threads(3)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: panel(inputs[i % 4]), range(200)))
+    assert all(torch.equal(result, expected[i % 4]) for i, result in enumerate(results))
+
+
+def _product_in_child(panel: cpu_decode.PanelLinear, x: torch.Tensor, queue) -> None:
+    torch.set_num_threads(2)
+    queue.put(panel(x).tolist())  # plain values: a tensor would be sent as shared memory
+
+
+@pytest.mark.timeout(120)
+def test_a_forked_process_computes_without_the_parents_helpers():
+    # fork() copies no threads: the child's products must not wait for helpers it lacks.
+    import multiprocessing
+
+    torch.manual_seed(0)
+    panel = cpu_decode.PanelLinear(torch.randn(8000, 128))
+    x = torch.randn(8, 128)
+    torch.set_num_threads(2)
+    expected = panel(x)  # the parent has started its helper
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_product_in_child, args=(panel, x, queue))
+    child.start()
+    result = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert torch.equal(torch.tensor(result), expected)
 
 
 def test_panel_layers_refuse_to_be_trained_through():

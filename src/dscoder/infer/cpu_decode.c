@@ -19,9 +19,13 @@
  * order of fp32 sums (and, for a bf16 model, PyTorch's roundings of activations to bf16).
  */
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* How a matrix's weights are stored (element sizes 4, 1, 2). */
 enum { FP32 = 0, INT8 = 1, BF16 = 2 };
@@ -67,6 +71,146 @@ static inline uint16_t to_bf16(float f) {
     return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
+/* ---- work sharing ------------------------------------------------------------------------
+ * A parallel loop is cut into chunks that the calling thread and up to threads - 1 helper
+ * threads claim one at a time; the caller claims too, and waits only for chunks a helper has
+ * started. Why not OpenMP: its loops end in a barrier that waits for every thread of the team
+ * to arrive, so on cores shared with other work (a server's HTTP loop and its clients, other
+ * processes) a step waits for whichever thread the operating system has not run yet; two
+ * OpenMP threads made the 2-core server slower than one. Here a helper that is not running
+ * only delays the chunk it holds, and one that never starts (busy cores, or after fork(),
+ * which copies no threads) delays nothing. Idle helpers spin briefly (the next product of a
+ * step follows within microseconds), then sleep until a loop is posted. */
+
+typedef void (*ChunkFn)(const void *context, int64_t first, int64_t last);
+
+#define MAX_HELPERS 255
+#define IDLE_SPIN_NS 50000 /* how long an idle helper waits for work before sleeping */
+
+static struct {
+    /* The posted loop: number << 32 | chunks << 16 | next unclaimed chunk. Claiming is a
+     * compare-and-swap on the whole word, so a claim can never land in another loop. */
+    _Atomic uint64_t state;
+    _Atomic int64_t done; /* chunks finished by helpers */
+    _Atomic int sleeping; /* helpers waiting on `wake` */
+    ChunkFn fn;
+    const void *context;
+    int64_t count, chunk;
+    _Atomic int helpers_wanted; /* helpers 0 .. helpers_wanted - 1 join this loop (a hint only) */
+    int helpers;        /* helpers started */
+    pthread_mutex_t lock, post; /* lock: sleeping and waking; post: one loop posted at a time */
+    pthread_cond_t wake;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .post = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static inline int has_unclaimed(uint64_t state) { return (state & 0xffff) < ((state >> 16) & 0xffff); }
+
+/* Claims and runs chunks of the posted loop until none is left; returns how many it ran. */
+static int64_t run_chunks(void) {
+    int64_t ran = 0;
+    uint64_t state = atomic_load(&pool.state);
+    while (has_unclaimed(state)) {
+        if (!atomic_compare_exchange_weak(&pool.state, &state, state + 1)) continue;
+        int64_t first = (int64_t)(state & 0xffff) * pool.chunk;
+        int64_t last = first + pool.chunk < pool.count ? first + pool.chunk : pool.count;
+        pool.fn(pool.context, first, last);
+        ran++;
+        state = atomic_load(&pool.state);
+    }
+    return ran;
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void *helper_main(void *argument) {
+    const int index = (int)(intptr_t)argument;
+    for (;;) {
+        int64_t idle_since = now_ns();
+        uint64_t state;
+        int spins = 0;
+        /* The loop's fields are read only after a successful claim, so a helper that sees a
+         * loop it may not join (helpers_wanted) just waits for the next one. */
+        while (!has_unclaimed(state = atomic_load(&pool.state)) ||
+               index >= atomic_load_explicit(&pool.helpers_wanted, memory_order_relaxed)) {
+            cpu_relax();
+            if (++spins % 64 || now_ns() - idle_since < IDLE_SPIN_NS) continue;
+            pthread_mutex_lock(&pool.lock);
+            atomic_fetch_add(&pool.sleeping, 1);
+            uint64_t seen = state;
+            while (atomic_load(&pool.state) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+            atomic_fetch_sub(&pool.sleeping, 1);
+            pthread_mutex_unlock(&pool.lock);
+            idle_since = now_ns();
+        }
+        int64_t ran = run_chunks();
+        if (ran) atomic_fetch_add(&pool.done, ran);
+    }
+    return NULL;
+}
+
+/* Starts helpers until there are `wanted` (as many as the system gives); returns how many run. */
+static int start_helpers(int wanted) {
+    wanted = wanted < MAX_HELPERS ? wanted : MAX_HELPERS;
+    while (pool.helpers < wanted) {
+        pthread_t thread;
+        pthread_attr_t attributes;
+        pthread_attr_init(&attributes);
+        pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+        int failed = pthread_create(&thread, &attributes, helper_main, (void *)(intptr_t)pool.helpers);
+        pthread_attr_destroy(&attributes);
+        if (failed) break;
+        pool.helpers++;
+    }
+    return pool.helpers < wanted ? pool.helpers : wanted;
+}
+
+/* fn(context, first, last) over [0, count) in chunks of `chunk`, on up to `threads` threads
+ * (the caller and threads - 1 helpers). Runs inline when one thread is asked for, the loop has
+ * one chunk, or another thread of the process is running a loop. */
+static void parallel_for(int threads, int64_t count, int64_t chunk, ChunkFn fn, const void *context) {
+    int64_t chunks = (count + chunk - 1) / chunk;
+    if (threads <= 1 || chunks <= 1 || pthread_mutex_trylock(&pool.post) != 0) {
+        if (count > 0) fn(context, 0, count);
+        return;
+    }
+    if (chunks > 0xffff) { /* the state word counts chunks in 16 bits */
+        chunk = (count + 0xfffe) / 0xffff;
+        chunks = (count + chunk - 1) / chunk;
+    }
+    int helpers = start_helpers(threads - 1);
+    pool.fn = fn;
+    pool.context = context;
+    pool.count = count;
+    pool.chunk = chunk;
+    atomic_store_explicit(&pool.helpers_wanted, helpers, memory_order_relaxed);
+    atomic_store(&pool.done, 0);
+    uint64_t number = (atomic_load(&pool.state) >> 32) + 1;
+    atomic_store(&pool.state, number << 32 | (uint64_t)chunks << 16); /* posts the loop */
+    if (atomic_load(&pool.sleeping) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    int64_t ran = run_chunks();
+    /* What is left is being run by helpers; yield now and then, in case one of them waits
+     * for this core. */
+    for (int spins = 1; atomic_load(&pool.done) < chunks - ran; spins++)
+        if (spins % 4096) cpu_relax();
+        else sched_yield();
+    pthread_mutex_unlock(&pool.post);
+}
+
 /* Weights are stored in panels of PANEL output rows: panel q holds w[q*PANEL + j, i] at
  * [q][i][j] (zero rows pad the last one). A product then reads each panel front to back, one
  * stream, and multiplies each step of PANEL weights by one input value of up to 8 rows at a
@@ -76,20 +220,25 @@ static inline uint16_t to_bf16(float f) {
 typedef float v16 __attribute__((vector_size(64)));
 
 /* Rearrange a row-major w [out, in] of `element` bytes (4: fp32, 2: bf16, 1: int8) into panels. */
-void pack_panels(const void *restrict w, void *restrict panels, int64_t out, int64_t in, int element,
-                 int threads) {
-    int64_t count = (out + PANEL - 1) / PANEL;
-    const char *src = w;
-    char *dst = panels;
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t q = 0; q < count; q++)
+typedef struct { const char *w; char *panels; int64_t out, in; int element; } Packing;
+
+static void pack_chunk(const void *context, int64_t first, int64_t last) {
+    const Packing *p = context;
+    const int64_t in = p->in, element = p->element;
+    for (int64_t q = first; q < last; q++)
         for (int64_t i = 0; i < in; i++)
             for (int64_t j = 0; j < PANEL; j++) {
                 int64_t o = q * PANEL + j;
-                char *to = dst + ((q * in + i) * PANEL + j) * element;
-                if (o < out) memcpy(to, src + (o * in + i) * element, element);
+                char *to = p->panels + ((q * in + i) * PANEL + j) * element;
+                if (o < p->out) memcpy(to, p->w + (o * in + i) * element, element);
                 else memset(to, 0, element);
             }
+}
+
+void pack_panels(const void *restrict w, void *restrict panels, int64_t out, int64_t in, int element,
+                 int threads) {
+    Packing packing = {w, panels, out, in, element};
+    parallel_for(threads, (out + PANEL - 1) / PANEL, 16, pack_chunk, &packing);
 }
 
 /* y[r, 0:width] = x[r, :] . panel for r < rows, times scales if int8 (rows and format are
@@ -151,25 +300,41 @@ static inline __attribute__((always_inline)) void tile(int rows, int format, con
         default: tile(TILE_ROWS, FORMAT, panel, scales, xb, in, yb, out, width); break; \
     }
 
-/* y [batch, out] = x [batch, in] times the matrix m, transposed. */
-static void product(const Matrix *m, const float *restrict x, float *restrict y, int64_t batch, int64_t in,
-                    int64_t out, int threads) {
-    int64_t count = (out + PANEL - 1) / PANEL;
-    const int format = m->format, element = format == INT8 ? 1 : format == BF16 ? 2 : 4;
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t q = 0; q < count; q++) {
-        const void *panel = (const char *)m->panels + q * in * PANEL * element;
-        const float *scales = format == INT8 ? m->scales + q * PANEL : NULL;
+typedef struct { const Matrix *m; const float *x; float *y; int64_t batch, in, out; } Product;
+
+/* Panels [first, last) of a product. */
+static void product_chunk(const void *context, int64_t first, int64_t last) {
+    const Product *p = context;
+    const int64_t batch = p->batch, in = p->in, out = p->out;
+    const int format = p->m->format, element = format == INT8 ? 1 : format == BF16 ? 2 : 4;
+    for (int64_t q = first; q < last; q++) {
+        const void *panel = (const char *)p->m->panels + q * in * PANEL * element;
+        const float *scales = format == INT8 ? p->m->scales + q * PANEL : NULL;
         int64_t width = out - q * PANEL < PANEL ? out - q * PANEL : PANEL;
         for (int64_t b = 0; b < batch; b += TILE_ROWS) {
-            const float *xb = x + b * in;
-            float *yb = y + b * out + q * PANEL;
+            const float *xb = p->x + b * in;
+            float *yb = p->y + b * out + q * PANEL;
             int64_t rows = batch - b < TILE_ROWS ? batch - b : TILE_ROWS;
             if (format == INT8) TILE_CASES(INT8)
             else if (format == BF16) TILE_CASES(BF16)
             else TILE_CASES(FP32)
         }
     }
+}
+
+/* Weight bytes a chunk of a product reads per 8 rows of x: about 10 microseconds of work, many
+ * times the cost of claiming it, whether a chunk is bound by reading its weights (one row) or
+ * by multiply-adds (8 rows: the weights read once). */
+#define CHUNK_BYTES (256 * 1024)
+
+/* y [batch, out] = x [batch, in] times the matrix m, transposed. */
+static void product(const Matrix *m, const float *restrict x, float *restrict y, int64_t batch, int64_t in,
+                    int64_t out, int threads) {
+    const int element = m->format == INT8 ? 1 : m->format == BF16 ? 2 : 4;
+    int64_t per_panel = in * PANEL * element * ((batch + TILE_ROWS - 1) / TILE_ROWS);
+    int64_t chunk = CHUNK_BYTES / per_panel > 1 ? CHUNK_BYTES / per_panel : 1;
+    Product p = {m, x, y, batch, in, out};
+    parallel_for(threads, (out + PANEL - 1) / PANEL, chunk, product_chunk, &p);
 }
 
 /* The product on its own, for PanelLinear layers (scales: int8 only). */
@@ -379,6 +544,39 @@ static void attend_head(const float *q, const void *keys, const void *values, in
     else ATTEND_SIZES(0)
 }
 
+/* Attention for the pairs (b, h) = divmod(i, heads), i in [first, last), of one layer. */
+typedef struct {
+    const Model *m;
+    const Layer *layer;
+    const float *qkv;
+    float *mixed, *scores;
+    const int64_t *positions, *rows;
+    int64_t longest;
+} Attention;
+
+static void attend_chunk(const void *context, int64_t first, int64_t last) {
+    const Attention *a = context;
+    const Model *m = a->m;
+    const int64_t dim = m->head_dim, heads = m->heads, kv_heads = m->kv_heads, group = heads / kv_heads;
+    const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
+    for (int64_t i = first; i < last; i++) {
+        int64_t b = i / heads, h = i % heads;
+        size_t head = (size_t)(a->rows[b] * kv_heads + h / group) * m->max_seq * dim * (m->bf16 ? 2 : 4);
+        attend_head(a->qkv + b * qkv_width + h * dim, (const char *)a->layer->k_cache + head,
+                    (const char *)a->layer->v_cache + head, a->positions[b] + 1, dim, m->bf16,
+                    a->scores + i * a->longest, a->mixed + b * q_width + h * dim);
+    }
+}
+
+/* Heads per chunk of attention: enough cached keys and values that a chunk is worth claiming
+ * (as CHUNK_BYTES for products). */
+static int64_t attention_chunk(const Model *m, int64_t batch, const int64_t *positions) {
+    int64_t cached = 0;
+    for (int64_t b = 0; b < batch; b++) cached += positions[b] + 1;
+    int64_t bytes_per_head = 2 * (cached / batch) * m->head_dim * (m->bf16 ? 2 : 4);
+    return CHUNK_BYTES / 4 / bytes_per_head > 1 ? CHUNK_BYTES / 4 / bytes_per_head : 1;
+}
+
 /* act = silu(gate) * up, elementwise over n floats. */
 static void swiglu(const float *restrict gate, const float *restrict up, float *restrict act, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
@@ -397,7 +595,7 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     if (m->head_dim > 16 * MAX_HEAD_VECTORS) return -2; /* attend's vectors live on the stack */
     const int64_t hidden = m->hidden, dim = m->head_dim, heads = m->heads, kv_heads = m->kv_heads;
     const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
-    const int64_t inter = m->intermediate, group = heads / kv_heads;
+    const int64_t inter = m->intermediate;
     int64_t longest = 0;
     for (int64_t b = 0; b < batch; b++) if (positions[b] + 1 > longest) longest = positions[b] + 1;
 
@@ -414,7 +612,6 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     float *act = gate_up + batch * 2 * inter; /* [batch, inter] */
     float *scores = act + batch * inter;      /* [batch * heads, longest] */
 
-    const int64_t cached_bytes = m->bf16 ? 2 : 4; /* of one cached element */
     for (int64_t b = 0; b < batch; b++) {
         if (m->bf16)
             for (int64_t i = 0; i < hidden; i++) x[b * hidden + i] = from_bf16(((const uint16_t *)m->embed)[tokens[b] * hidden + i]);
@@ -445,15 +642,8 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
                 }
             }
         }
-        #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
-        for (int64_t b = 0; b < batch; b++) {
-            for (int64_t h = 0; h < heads; h++) {
-                size_t head = (size_t)(rows[b] * kv_heads + h / group) * m->max_seq * dim * cached_bytes;
-                attend_head(qkv + b * qkv_width + h * dim, (const char *)L->k_cache + head,
-                            (const char *)L->v_cache + head, positions[b] + 1, dim, m->bf16,
-                            scores + (b * heads + h) * longest, mixed + b * q_width + h * dim);
-            }
-        }
+        Attention attention = {m, L, qkv, mixed, scores, positions, rows, longest};
+        parallel_for(threads, batch * heads, attention_chunk(m, batch, positions), attend_chunk, &attention);
         product(&L->o, mixed, normed, batch, q_width, hidden, threads);
         for (int64_t i = 0; i < batch * hidden; i++) x[i] += normed[i];
 

@@ -4,14 +4,15 @@ decoding steps that run the whole network in one call (`CpuDecoder`). Activation
 kernel are fp32 whatever the weights; a bf16 model keeps bf16 weights, embedding and caches.
 
 The C source is compiled on first use with the system's C compiler (`$CC`, else `cc`) for the
-machine it runs on (`-march=native`, OpenMP), and the library is kept under
+machine it runs on (`-march=native`), and the library is kept under
 `$XDG_CACHE_HOME/dscoder/kernels` (default `~/.cache/...`), named by a hash of the source, the
 compiler, its flags and the CPU, so a machine never loads a library built for another. Where no
 compiler works, `available()` is False and inference stays on PyTorch (slower, same results).
 `DSCODER_CPU_KERNEL=0` turns the kernel off.
 
-The OpenMP runtime the library links (libgomp.so.1 with GCC) is the one PyTorch's CPU wheels
-have already loaded, so both share one thread pool; every call passes torch's thread count.
+Every call runs on torch's thread count: the calling thread and helper threads the kernel
+starts (POSIX threads, not OpenMP: see "work sharing" in cpu_decode.c for why), which claim
+chunks of each product and of attention as they come free.
 """
 
 from __future__ import annotations
@@ -43,10 +44,9 @@ PANEL = 32  # output rows per panel, as in cpu_decode.c
 MAX_HEAD_DIM = 256  # widest attention head, as MAX_HEAD_VECTORS in cpu_decode.c
 # Tried in order: the fastest build first, then builds for compilers that lack a feature.
 _FLAG_SETS = (
-    ["-O3", "-march=native", "-fopenmp"],
-    ["-O3", "-fopenmp"],
-    ["-O3", "-fopenmp-simd"],
-    ["-O3"],
+    ["-O3", "-march=native", "-fopenmp-simd", "-pthread"],
+    ["-O3", "-fopenmp-simd", "-pthread"],
+    ["-O3", "-pthread"],
 )
 
 

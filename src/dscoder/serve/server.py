@@ -40,7 +40,7 @@ class ServeOptions:
     dtype: str | None = None
     int8: bool = False
     compile: bool = False
-    threads: int | None = None  # model threads; None: one per core but one (`model_threads`)
+    threads: int | None = None  # model threads; None: one per core (`model_threads`)
     log_level: str = "info"
 
     @property
@@ -62,11 +62,12 @@ def load_engine(options: ServeOptions) -> Engine:
 
 
 def model_threads(options: ServeOptions, cores: int) -> int:
-    """Threads for the model: as asked, else one per core but one. The HTTP loop needs a core of
-    its own: on two cores, the model's second thread waiting (spinning) between steps took it,
-    and one client decoded at 371 tokens/s instead of 502-597 (docs/performance.md, Server)."""
+    """Threads for the model: as asked, else one per core. The kernel's helper threads take
+    chunks of work only while they run and sleep soon after, so they leave the HTTP loop the
+    time it needs; on two cores, two threads served 8 clients at 2638-2901 tokens/s against
+    1985-2285 with one, and one client as fast (docs/performance.md, Server, session 6)."""
     if options.threads is None:
-        return max(1, cores - 1)
+        return max(1, cores)
     if options.threads < 1:
         raise UserError(f"threads must be at least 1, got {options.threads}")
     return options.threads
