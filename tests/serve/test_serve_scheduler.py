@@ -115,3 +115,32 @@ def _eventually(condition, timeout_s: float = 10.0) -> bool:
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
     return condition()
+
+
+def test_a_step_wakes_the_event_loop_once_for_all_its_requests(checkpoint: Path, reference: Engine,
+                                                               tokenizer: Tokenizer):
+    # Waking a loop is a system call; three requests decoding together need one a step, not three.
+    engine = Engine.from_checkpoint(checkpoint, max_batch_size=3, max_seq_len=64)
+    batch = requests(tokenizer, 8)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        wake = loop.call_soon_threadsafe
+
+        def counted(*args, **kwargs):
+            nonlocal wakeups
+            wakeups += 1
+            return wake(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted
+        generations = [scheduler.generate([request]) for request in batch]
+        results = await asyncio.gather(*(generation.results() for generation in generations))
+        return [result for (result,) in results], wakeups
+
+    with Scheduler(engine) as scheduler:
+        results, wakeups = asyncio.run(run())
+        steps = scheduler.stats.steps
+    assert results == reference.generate(batch)
+    assert scheduler.stats.tokens == 3 * 8
+    assert wakeups <= steps < 3 * 8

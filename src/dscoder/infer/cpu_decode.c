@@ -330,6 +330,7 @@ static void product_chunk(const void *context, int64_t first, int64_t last) {
 /* y [batch, out] = x [batch, in] times the matrix m, transposed. */
 static void product(const Matrix *m, const float *restrict x, float *restrict y, int64_t batch, int64_t in,
                     int64_t out, int threads) {
+    if (batch <= 0) return;
     const int element = m->format == INT8 ? 1 : m->format == BF16 ? 2 : 4;
     int64_t per_panel = in * PANEL * element * ((batch + TILE_ROWS - 1) / TILE_ROWS);
     int64_t chunk = CHUNK_BYTES / per_panel > 1 ? CHUNK_BYTES / per_panel : 1;
@@ -549,23 +550,30 @@ typedef struct {
     const Model *m;
     const Layer *layer;
     const float *qkv;
-    float *mixed, *scores;
+    float *mixed;
     const int64_t *positions, *rows;
     int64_t longest;
+    _Atomic int failed; /* a chunk could not allocate its scores */
 } Attention;
 
 static void attend_chunk(const void *context, int64_t first, int64_t last) {
-    const Attention *a = context;
+    Attention *a = (Attention *)context;
     const Model *m = a->m;
+    float *scores = malloc(a->longest * sizeof(float));
+    if (scores == NULL) {
+        atomic_store(&a->failed, 1);
+        return;
+    }
     const int64_t dim = m->head_dim, heads = m->heads, kv_heads = m->kv_heads, group = heads / kv_heads;
     const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
     for (int64_t i = first; i < last; i++) {
         int64_t b = i / heads, h = i % heads;
         size_t head = (size_t)(a->rows[b] * kv_heads + h / group) * m->max_seq * dim * (m->bf16 ? 2 : 4);
         attend_head(a->qkv + b * qkv_width + h * dim, (const char *)a->layer->k_cache + head,
-                    (const char *)a->layer->v_cache + head, a->positions[b] + 1, dim, m->bf16,
-                    a->scores + i * a->longest, a->mixed + b * q_width + h * dim);
+                    (const char *)a->layer->v_cache + head, a->positions[b] + 1, dim, m->bf16, scores,
+                    a->mixed + b * q_width + h * dim);
     }
+    free(scores);
 }
 
 /* Heads per chunk of attention: enough cached keys and values that a chunk is worth claiming
@@ -585,13 +593,16 @@ static void swiglu(const float *restrict gate, const float *restrict up, float *
     }
 }
 
-/* Decode one token for each of `batch` sequences: tokens[b] is the newest token of the
- * sequence in cache row rows[b], at position positions[b]; its key and value are written
- * there, and logits [batch, vocab] are filled. Returns 0, or -1 if scratch memory could not
- * be allocated, or -2 if the heads are wider than MAX_HEAD_VECTORS vectors (nothing is written
- * to the caches then). */
+/* One token for each of `batch` rows: tokens[b] at position positions[b] of cache row rows[b].
+ * Every row's key and value are written before any row attends, and row b attends over the
+ * cached positions [0, positions[b]], so rows may be consecutive positions of one sequence (a
+ * piece of its prompt) as well as the newest tokens of different sequences; no two rows may
+ * share a cache row and position. Logits [outputs, vocab] are computed for rows
+ * output_rows[0 .. outputs - 1] (all rows, in order, if output_rows is NULL; then outputs =
+ * batch). Returns 0, or -1 if scratch memory could not be allocated, or -2 if the heads are
+ * wider than MAX_HEAD_VECTORS vectors (nothing is written to the caches then). */
 int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions, const int64_t *rows,
-                int64_t batch, float *logits, int threads) {
+                int64_t batch, const int64_t *output_rows, int64_t outputs, float *logits, int threads) {
     if (m->head_dim > 16 * MAX_HEAD_VECTORS) return -2; /* attend's vectors live on the stack */
     const int64_t hidden = m->hidden, dim = m->head_dim, heads = m->heads, kv_heads = m->kv_heads;
     const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
@@ -600,8 +611,7 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     for (int64_t b = 0; b < batch; b++) if (positions[b] + 1 > longest) longest = positions[b] + 1;
 
     int64_t widest = hidden > q_width ? hidden : q_width;
-    size_t floats = (size_t)batch * (hidden + widest + qkv_width + q_width + 2 * inter + inter)
-                    + (size_t)batch * heads * longest;
+    size_t floats = (size_t)batch * (hidden + widest + qkv_width + q_width + 2 * inter + inter);
     float *scratch = malloc(floats * sizeof(float));
     if (scratch == NULL) return -1;
     float *x = scratch;                       /* [batch, hidden] the residual stream */
@@ -610,7 +620,6 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     float *mixed = qkv + batch * qkv_width;   /* [batch, q_width] attention output */
     float *gate_up = mixed + batch * q_width; /* [batch, 2 * inter] */
     float *act = gate_up + batch * 2 * inter; /* [batch, inter] */
-    float *scores = act + batch * inter;      /* [batch * heads, longest] */
 
     for (int64_t b = 0; b < batch; b++) {
         if (m->bf16)
@@ -642,8 +651,12 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
                 }
             }
         }
-        Attention attention = {m, L, qkv, mixed, scores, positions, rows, longest};
+        Attention attention = {m, L, qkv, mixed, positions, rows, longest, 0};
         parallel_for(threads, batch * heads, attention_chunk(m, batch, positions), attend_chunk, &attention);
+        if (atomic_load(&attention.failed)) {
+            free(scratch);
+            return -1;
+        }
         product(&L->o, mixed, normed, batch, q_width, hidden, threads);
         for (int64_t i = 0; i < batch * hidden; i++) x[i] += normed[i];
 
@@ -654,8 +667,16 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
         product(&L->down, act, normed, batch, inter, hidden, threads);
         for (int64_t i = 0; i < batch * hidden; i++) x[i] += normed[i];
     }
-    rms_norm(x, m->norm, normed, batch, hidden, m->eps);
-    product(&m->output, normed, logits, batch, hidden, m->vocab, threads);
+    const float *last = x; /* the rows to output, in order */
+    if (output_rows == NULL) {
+        outputs = batch;
+    } else {
+        for (int64_t j = 0; j < outputs; j++) memcpy(normed + j * hidden, x + output_rows[j] * hidden, hidden * sizeof(float));
+        last = normed;
+    }
+    float *final = last == x ? normed : x;
+    rms_norm(last, m->norm, final, outputs, hidden, m->eps);
+    product(&m->output, final, logits, outputs, hidden, m->vocab, threads);
     free(scratch);
     return 0;
 }

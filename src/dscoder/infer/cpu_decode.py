@@ -118,8 +118,8 @@ def _library() -> ctypes.CDLL | None:
             target = _kernel_dir() / f"cpu_decode-{key}.so"
             if target.exists() or _compile(compiler, flags, target):
                 library = ctypes.CDLL(str(target))
-                library.decode_step.argtypes = [ctypes.POINTER(_Model), *[ctypes.c_void_p] * 3,
-                                                ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+                library.decode_step.argtypes = [ctypes.POINTER(_Model), *[ctypes.c_void_p] * 3, ctypes.c_int64,
+                                                ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
                 library.decode_step.restype = ctypes.c_int
                 library.panel_linear.argtypes = [*[ctypes.c_void_p] * 3, ctypes.c_int32, ctypes.c_void_p,
                                                  *[ctypes.c_int64] * 3, ctypes.c_int]
@@ -304,9 +304,14 @@ class CpuDecoder:
         self._fp32.append(tensor)
         return tensor.data_ptr()
 
-    def __call__(self, tokens: Sequence[int], positions: Sequence[int], rows: Sequence[int]) -> Tensor:
-        """fp32 logits [batch, vocab] for one new token per sequence: tokens[b] at position
-        positions[b] of cache row rows[b] (its key and value are stored there)."""
+    def __call__(self, tokens: Sequence[int], positions: Sequence[int], rows: Sequence[int],
+                 outputs: Sequence[int] | None = None) -> Tensor:
+        """fp32 logits for tokens[b] at position positions[b] of cache row rows[b], each b a
+        row of one step: its key and value are stored there, and it attends over the row's
+        positions up to its own. Rows may be the newest tokens of different sequences or
+        consecutive positions of one (a piece of a prompt, each position seeing those before
+        it), or both. Logits [len(outputs), vocab] for the rows `outputs` (indices of b; all
+        rows, [batch, vocab], if None): a prompt needs its last position's only."""
         batch = len(tokens)
         if not (batch == len(positions) == len(rows)) or batch == 0:
             raise ValueError("tokens, positions and rows must be non-empty and of one length")
@@ -314,15 +319,20 @@ class CpuDecoder:
             raise ValueError(f"token ids must lie in [0, {self.vocab_size})")
         if not all(0 <= p < self.max_seq for p in positions) or not all(0 <= r < self.cache_rows for r in rows):
             raise ValueError("a position or cache row lies outside the cache")
-        if len(set(rows)) != batch:
-            raise ValueError("two sequences of one step share a cache row")
+        if len(set(zip(rows, positions))) != batch:
+            raise ValueError("two tokens of one step share a cache row and position")
+        if outputs is not None and not all(0 <= b < batch for b in outputs):
+            raise ValueError(f"output rows must lie in [0, {batch})")
         # setup_cache replaces every layer's cache at once: the first one tells.
         if self._model_module.cache is None or self._model_module.cache.k is not self._caches[0][0]:
             raise RuntimeError("the model's cache was replaced (setup_cache) after this decoder was built")
         ids = torch.tensor([list(tokens), list(positions), list(rows)], dtype=torch.int64)
-        logits = torch.empty(batch, self.vocab_size)
+        # One spare element: no outputs must still pass an address (NULL means all rows).
+        chosen = None if outputs is None else torch.tensor([*outputs, 0], dtype=torch.int64)
+        logits = torch.empty(batch if outputs is None else len(outputs), self.vocab_size)
         status = self._step(ctypes.byref(self._model), ids[0].data_ptr(), ids[1].data_ptr(), ids[2].data_ptr(),
-                            batch, logits.data_ptr(), torch.get_num_threads())
+                            batch, None if chosen is None else chosen.data_ptr(), len(logits), logits.data_ptr(),
+                            torch.get_num_threads())
         if status == -2:  # unsupported_reason refuses such models first
             raise ValueError(f"the CPU decoding kernel takes heads of at most {MAX_HEAD_DIM}")
         if status != 0:

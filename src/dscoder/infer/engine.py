@@ -64,6 +64,9 @@ from dscoder.tokenizer import Tokenizer
 # Prompts are prefilled in chunks of this many positions, which bounds the attention scores'
 # memory (chunk x context per head) for long prompts.
 PREFILL_CHUNK = 512
+# On the CPU kernel, prompt positions a kernel step takes at most (its scratch memory grows
+# with them: about 30k floats a row for a 1.3B model).
+KERNEL_PREFILL_ROWS = 256
 # Prompt positions a step may compute while other sequences decode (Engine.max_prefill_tokens).
 DEFAULT_MAX_PREFILL_TOKENS = 512
 DEFAULT_MAX_SEQ_LEN = 4096
@@ -355,22 +358,61 @@ class Engine:
         complete: list[tuple[_Sequence, Tensor]] = []
         for group in groups:
             seqs, ends = [seq for seq, _ in group], [end for _, end in group]
-            hidden_states = self._feed_prompts(seqs, seqs[0].position, ends)
-            for seq, end, hidden in zip(seqs, ends, hidden_states, strict=True):
+            for seq, end, logits in zip(seqs, ends, self._feed_prompts(seqs, seqs[0].position, ends), strict=True):
                 seq.position = end
-                if end == len(seq.request.prompt_ids):
-                    complete.append((seq, hidden))
+                if logits is not None:
+                    complete.append((seq, logits))
         if not complete:
             return []
         for seq, _ in complete:
             self._running[seq.seq_id] = self._prefilling.pop(seq.seq_id)
-        logits = self.model.output(torch.stack([hidden for _, hidden in complete])).float()
-        return self._advance([seq for seq, _ in complete], logits)
+        return self._advance([seq for seq, _ in complete], torch.stack([logits for _, logits in complete]))
 
-    def _feed_prompts(self, seqs: list[_Sequence], start: int, ends: list[int]) -> list[Tensor]:
-        """Write prompt positions [start, ends[i]) of each sequence into its cache row, as one
-        batch right-padded to the longest, in chunks of PREFILL_CHUNK; returns each one's final
-        hidden state at position ends[i] - 1.
+    def _feed_prompts(self, seqs: list[_Sequence], start: int, ends: list[int]) -> list[Tensor | None]:
+        """Write prompt positions [start, ends[i]) of each sequence into its cache row; returns
+        the fp32 logits [vocab] after each prompt this completes (None for the others)."""
+        completes = [end == len(seq.request.prompt_ids) for seq, end in zip(seqs, ends, strict=True)]
+        if self._cpu_decoder is not None:
+            return self._feed_prompts_on_kernel(seqs, start, ends, completes)
+        final = self._feed_prompts_on_pytorch(seqs, start, ends)
+        done = [i for i, complete in enumerate(completes) if complete]
+        result: list[Tensor | None] = [None] * len(seqs)
+        if done:
+            for i, logits in zip(done, self.model.output(torch.stack([final[i] for i in done])).float(), strict=True):
+                result[i] = logits
+        return result
+
+    def _feed_prompts_on_kernel(self, seqs: list[_Sequence], start: int, ends: list[int],
+                                completes: list[bool]) -> list[Tensor | None]:
+        """The prompts' positions as rows of kernel steps (each row sees its sequence's
+        earlier positions): no padding, and logits for the last positions only. A step takes
+        a window of positions of every sequence, at most KERNEL_PREFILL_ROWS rows in all."""
+        assert self._cpu_decoder is not None
+        window = max(1, KERNEL_PREFILL_ROWS // len(seqs))
+        result: list[Tensor | None] = [None] * len(seqs)
+        for first in range(start, max(ends), window):
+            tokens: list[int] = []
+            positions: list[int] = []
+            rows: list[int] = []
+            outputs: list[int] = []
+            owners: list[int] = []
+            for i, (seq, end) in enumerate(zip(seqs, ends, strict=True)):
+                last = min(end, first + window)
+                if last <= first:
+                    continue
+                tokens += seq.request.prompt_ids[first:last]
+                positions += range(first, last)
+                rows += [seq.row] * (last - first)
+                if last == end and completes[i]:
+                    outputs.append(len(tokens) - 1)
+                    owners.append(i)
+            for i, logits in zip(owners, self._cpu_decoder(tokens, positions, rows, outputs), strict=True):
+                result[i] = logits
+        return result
+
+    def _feed_prompts_on_pytorch(self, seqs: list[_Sequence], start: int, ends: list[int]) -> list[Tensor]:
+        """The prompts as one batch right-padded to the longest, in chunks of PREFILL_CHUNK;
+        returns each one's final hidden state at position ends[i] - 1.
 
         Padding writes keys and values past a sequence's span; those slots are overwritten by
         its own tokens before any query can attend to them.

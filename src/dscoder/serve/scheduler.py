@@ -7,8 +7,9 @@ joins their batch at the next step instead of waiting for them to finish. While 
 work the thread steps it back to back; when it has none the thread sleeps until the inbox
 fills.
 
-Each step's outputs go back to the event loop with one `call_soon_threadsafe` per generation
-(not per token), into that generation's asyncio queue. Handlers read them with
+Each step's outputs go back to the event loop in one `call_soon_threadsafe` (one wake-up of
+the loop a step, however many requests are running), each generation's into its own asyncio
+queue. Handlers read them with
 
     async with scheduler.generate(requests) as generation:
         async for update in generation:     # update.job: index into requests
@@ -106,13 +107,28 @@ class Generation:
     async def __aexit__(self, *exc_info: object) -> None:
         self.cancel()
 
-    # ---- called from the scheduler thread -----------------------------------------------
 
-    def _send(self, item: list[Update] | GenerationFailed) -> None:
+Delivery = tuple[Generation, "list[Update] | GenerationFailed"]
+
+
+def _send(deliveries: list[Delivery]) -> None:
+    """From the scheduler thread: each item into its generation's queue, with one wake-up of
+    each event loop involved (waking a loop writes to a socket: a system call a step, not one a
+    running request)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Delivery]] = {}
+    for generation, item in deliveries:
+        by_loop.setdefault(generation._loop, []).append((generation, item))
+    for loop, items in by_loop.items():
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            loop.call_soon_threadsafe(_put_all, items)
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._scheduler._post("cancel", self)
+            for generation, _ in items:
+                generation._scheduler._post("cancel", generation)
+
+
+def _put_all(deliveries: list[Delivery]) -> None:
+    for generation, item in deliveries:
+        generation._queue.put_nowait(item)
 
 
 class Scheduler:
@@ -209,12 +225,12 @@ class Scheduler:
                 self._owners[seq_id] = generation
         except UserError as error:
             self._drop(generation)
-            generation._send(GenerationFailed(400, str(error)))
+            _send([(generation, GenerationFailed(400, str(error)))])
         except Exception:
             # A bug must cost one request, not the thread every request depends on.
             log.exception("the engine failed to accept a request")
             self._drop(generation)
-            generation._send(GenerationFailed(500, "the engine failed to accept this request"))
+            _send([(generation, GenerationFailed(500, "the engine failed to accept this request"))])
 
     def _cancel(self, generation: Generation) -> None:
         self._stats = replace(self._stats, cancelled=self._stats.cancelled + len(generation._live))
@@ -252,8 +268,7 @@ class Scheduler:
                 del generation._live[output.seq_id]
                 del self._owners[output.seq_id]
                 self._started.discard(output.seq_id)
-        for generation, updates in batches.items():
-            generation._send(updates)
+        _send(list(batches.items()))
         stats = self._stats
         self._stats = replace(
             stats,
@@ -265,9 +280,8 @@ class Scheduler:
         )
 
     def _fail_all(self, failure: GenerationFailed) -> None:
-        for generation in set(self._owners.values()):
+        running = set(self._owners.values())
+        for generation in running:
             self._drop(generation)
-            generation._send(failure)
-        for _, generation in self._inbox:
-            generation._send(failure)
+        _send([(generation, failure) for generation in [*running, *(g for _, g in self._inbox)]])
         self._inbox.clear()
