@@ -9,7 +9,7 @@ from dscoder.errors import UserError
 from dscoder.infer import Engine, Request, SamplingParams, completion_prompt
 from dscoder.infer.cpu_decode import PanelLinear
 from dscoder.infer.layout import CpuLinear
-from dscoder.model import Transformer
+from dscoder.model import Transformer, load_model
 from dscoder.tokenizer import Tokenizer
 
 PROMPTS = ["def add(a, b):\n", "import os\nimport sys\n\nclass Parser:\n    def __init__(self", "x"]
@@ -151,9 +151,11 @@ def test_prompts_share_the_prefill_budget_and_a_cancelled_one_frees_its_row(
     assert results[running] == reference_greedy(model, ids_of(tokenizer, "x"), 30)
 
 
-def test_padding_counts_against_the_prefill_budget(engine: Engine, model: Transformer, tokenizer: Tokenizer):
+def test_on_pytorch_padding_counts_against_the_prefill_budget(checkpoint, model: Transformer, tokenizer: Tokenizer):
     # Prompts fed from their start share one batch padded to the longest: 12 and 3 tokens
     # together would compute 24 positions, over a budget of 20, so the second waits a step.
+    engine = Engine(load_model(checkpoint), tokenizer, max_batch_size=4, max_seq_len=256)
+    assert engine._cpu_decoder is None
     engine.max_prefill_tokens = 20
     computed: list[int] = []
     feed = engine._feed_prompts
@@ -182,6 +184,54 @@ def test_padding_counts_against_the_prefill_budget(engine: Engine, model: Transf
     assert (first_token_steps[joining[0]], first_token_steps[joining[1]]) == (1, 2)
     assert [results[i] for i in joining] == [reference_greedy(model, p, 3) for p in prompts]
     assert results[running] == reference_greedy(model, [7, 8], 20)
+
+
+def test_on_the_kernel_a_step_is_one_call_for_decoding_and_prompt_rows(checkpoint, model: Transformer,
+                                                                      tokenizer: Tokenizer):
+    # No padding there: 12 and 3 prompt tokens fit a budget of 15 together, and they go in the
+    # same kernel call as the running sequence's new token, with logits for three rows only.
+    engine = Engine.from_checkpoint(checkpoint, max_batch_size=4, max_seq_len=256, max_prefill_tokens=15)
+    decoder = engine._cpu_decoder
+    assert decoder is not None
+    calls: list[tuple[int, int]] = []  # (rows, rows with logits)
+
+    def counting_decoder(tokens, positions, rows, outputs=None):
+        logits = decoder(tokens, positions, rows, outputs)
+        calls.append((len(tokens), len(logits)))
+        return logits
+
+    engine._cpu_decoder = counting_decoder
+    running = engine.add(Request([7, 8], greedy(20), ignore_eos=True))
+    engine.step()
+    prompts = [[(5 * i + 3) % 400 + 3 for i in range(12)], [11, 12, 13]]
+    joining = [engine.add(Request(p, greedy(3), ignore_eos=True)) for p in prompts]
+    calls.clear()
+    first = {out.seq_id for out in engine.step()}
+    assert first == {running, *joining}
+    assert calls == [(1 + 12 + 3, 3)]
+    results = {}
+    while engine.has_work():
+        for out in engine.step():
+            if out.finished:
+                results[out.seq_id] = out.result.token_ids
+    assert [results[i] for i in joining] == [reference_greedy(model, p, 3) for p in prompts]
+    assert results[running] == reference_greedy(model, [7, 8], 20)
+
+
+def test_on_the_kernel_a_long_prompt_goes_in_calls_of_bounded_rows(checkpoint, model: Transformer,
+                                                                   tokenizer: Tokenizer, monkeypatch):
+    from dscoder.infer import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "KERNEL_STEP_ROWS", 8)
+    engine = Engine.from_checkpoint(checkpoint, max_batch_size=2, max_seq_len=256)
+    decoder = engine._cpu_decoder
+    sizes: list[int] = []
+    engine._cpu_decoder = lambda *args: sizes.append(len(args[0])) or decoder(*args)
+    prompt = ids_of(tokenizer, LONG_PROMPT)
+    assert len(prompt) > 16
+    (result,) = engine.generate([Request(prompt, greedy(4), ignore_eos=True)])
+    assert sizes[:-3] == [8] * (len(prompt) // 8) + ([len(prompt) % 8] if len(prompt) % 8 else [])
+    assert result.token_ids == reference_greedy(model, prompt, 4)
 
 
 def test_with_nothing_else_decoding_a_prompt_is_prefilled_whole(engine: Engine, tokenizer: Tokenizer):

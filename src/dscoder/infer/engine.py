@@ -64,9 +64,9 @@ from dscoder.tokenizer import Tokenizer
 # Prompts are prefilled in chunks of this many positions, which bounds the attention scores'
 # memory (chunk x context per head) for long prompts.
 PREFILL_CHUNK = 512
-# On the CPU kernel, prompt positions a kernel step takes at most (its scratch memory grows
-# with them: about 30k floats a row for a 1.3B model).
-KERNEL_PREFILL_ROWS = 256
+# Rows (new tokens and prompt positions) of one call of the CPU kernel: its scratch memory grows
+# with them, about 30k floats a row for a 1.3B model.
+KERNEL_STEP_ROWS = 256
 # Prompt positions a step may compute while other sequences decode (Engine.max_prefill_tokens).
 DEFAULT_MAX_PREFILL_TOKENS = 512
 DEFAULT_MAX_SEQ_LEN = 4096
@@ -259,11 +259,12 @@ class Engine:
             seq = self._waiting.popleft()
             seq.row = heapq.heappop(self._free_rows)
             self._prefilling[seq.seq_id] = seq
-        outputs = []
-        if decoding:
-            outputs += self._decode(decoding)
-        if self._prefilling:
-            outputs += self._prefill(self.max_prefill_tokens if decoding else None)
+        spans = self._plan_prefill(self.max_prefill_tokens if decoding else None)
+        if self._cpu_decoder is not None:
+            return self._step_on_kernel(decoding, spans)
+        outputs = self._decode(decoding) if decoding else []
+        if spans:
+            outputs += self._prefill(spans)
         return outputs
 
     # ---- conveniences on top of it ------------------------------------------------------
@@ -314,32 +315,58 @@ class Engine:
             return None
         return torch.tensor(rows, device=self.device)
 
+    def _step_on_kernel(self, decoding: list[_Sequence], spans: list[tuple[_Sequence, int]]) -> list[StepOutput]:
+        """The step as rows of kernel calls: the decoding sequences' newest tokens, then the
+        prompt positions to feed, each row seeing its sequence's earlier positions. Weights are
+        read once for all of them (KERNEL_STEP_ROWS rows a call), with no padding, and logits
+        computed only for the rows that produce a token."""
+        assert self._cpu_decoder is not None
+        rows = [(s.last_token, s.position, s.row) for s in decoding]  # (token, position, cache row)
+        outputs = list(range(len(rows)))
+        completing = []
+        for seq, end in spans:
+            prompt = seq.request.prompt_ids
+            rows += [(prompt[position], position, seq.row) for position in range(seq.position, end)]
+            seq.position = end
+            if end == len(prompt):
+                outputs.append(len(rows) - 1)
+                completing.append(seq)
+        logits = []
+        for first in range(0, len(rows), KERNEL_STEP_ROWS):
+            tokens, positions, cache_rows = zip(*rows[first:first + KERNEL_STEP_ROWS], strict=True)
+            wanted = [i - first for i in outputs if first <= i < first + KERNEL_STEP_ROWS]
+            logits.append(self._cpu_decoder(tokens, positions, cache_rows, wanted))
+        for s in decoding:
+            s.position += 1
+        for seq in completing:
+            self._running[seq.seq_id] = self._prefilling.pop(seq.seq_id)
+        # No torch.cat for one call: a parallel copy leaves torch's OpenMP threads spinning
+        # through the next step, on the cores the kernel's helpers run on (decoding steps took
+        # 1.5x as long).
+        return self._advance(decoding + completing, logits[0] if len(logits) == 1 else torch.cat(logits))
+
     def _decode(self, seqs: list[_Sequence]) -> list[StepOutput]:
-        if self._cpu_decoder is not None:
-            logits = self._cpu_decoder([s.last_token for s in seqs], [s.position for s in seqs],
-                                       [s.row for s in seqs])
-        else:
-            tokens = torch.tensor([[s.last_token] for s in seqs], device=self.device)
-            input_pos = torch.tensor([[s.position] for s in seqs], device=self.device)
-            logits = self._decode_logits(tokens, input_pos, self._rows(seqs))
+        tokens = torch.tensor([[s.last_token] for s in seqs], device=self.device)
+        input_pos = torch.tensor([[s.position] for s in seqs], device=self.device)
+        logits = self._decode_logits(tokens, input_pos, self._rows(seqs))
         for s in seqs:
             s.position += 1
         return self._advance(seqs, logits)
 
-    def _prefill(self, budget: int | None) -> list[StepOutput]:
-        """Feed prompt tokens of the prefilling sequences, in arrival order, into their rows,
-        computing at most `budget` positions (None: no limit). Sequences whose prompt is then
-        complete sample their first token and start decoding."""
-        # Prompts fed from their start go together, right-padded to the longest: that batch
-        # costs rows x its longest span. A prompt that continues from an earlier step goes
-        # alone (its positions start elsewhere) and costs what it feeds.
-        spans: list[tuple[_Sequence, int]] = []  # (sequence, prompt position to feed up to)
+    def _plan_prefill(self, budget: int | None) -> list[tuple[_Sequence, int]]:
+        """Which prompt positions this step feeds: (sequence, position to feed up to) for the
+        prefilling sequences in arrival order, at most `budget` positions computed (None: no
+        limit). On the kernel a position costs one row. On PyTorch, prompts fed from their start
+        go together right-padded to the longest, so that batch costs rows x its longest span;
+        a prompt that continues from an earlier step goes alone and costs what it feeds."""
+        spans: list[tuple[_Sequence, int]] = []
+        padded = self._cpu_decoder is None
         left = budget
         fresh_rows = fresh_length = 0
         for seq in self._prefilling.values():
             take = len(seq.request.prompt_ids) - seq.position
             if left is not None:
-                if seq.position > 0:
+                if seq.position > 0 or not padded:
                     take = cost = min(take, left)
                 else:
                     length = max(fresh_length, take)
@@ -353,66 +380,32 @@ class Engine:
             if take <= 0:
                 break
             spans.append((seq, seq.position + take))
+        return spans
+
+    def _prefill(self, spans: list[tuple[_Sequence, int]]) -> list[StepOutput]:
+        """Feed the planned prompt positions on PyTorch; sequences whose prompt is then complete
+        sample their first token and start decoding."""
         fresh = [(seq, end) for seq, end in spans if seq.position == 0]
         groups = ([fresh] if fresh else []) + [[(seq, end)] for seq, end in spans if seq.position > 0]
         complete: list[tuple[_Sequence, Tensor]] = []
         for group in groups:
             seqs, ends = [seq for seq, _ in group], [end for _, end in group]
-            for seq, end, logits in zip(seqs, ends, self._feed_prompts(seqs, seqs[0].position, ends), strict=True):
+            hidden_states = self._feed_prompts(seqs, seqs[0].position, ends)
+            for seq, end, hidden in zip(seqs, ends, hidden_states, strict=True):
                 seq.position = end
-                if logits is not None:
-                    complete.append((seq, logits))
+                if end == len(seq.request.prompt_ids):
+                    complete.append((seq, hidden))
         if not complete:
             return []
         for seq, _ in complete:
             self._running[seq.seq_id] = self._prefilling.pop(seq.seq_id)
-        return self._advance([seq for seq, _ in complete], torch.stack([logits for _, logits in complete]))
+        logits = self.model.output(torch.stack([hidden for _, hidden in complete])).float()
+        return self._advance([seq for seq, _ in complete], logits)
 
-    def _feed_prompts(self, seqs: list[_Sequence], start: int, ends: list[int]) -> list[Tensor | None]:
-        """Write prompt positions [start, ends[i]) of each sequence into its cache row; returns
-        the fp32 logits [vocab] after each prompt this completes (None for the others)."""
-        completes = [end == len(seq.request.prompt_ids) for seq, end in zip(seqs, ends, strict=True)]
-        if self._cpu_decoder is not None:
-            return self._feed_prompts_on_kernel(seqs, start, ends, completes)
-        final = self._feed_prompts_on_pytorch(seqs, start, ends)
-        done = [i for i, complete in enumerate(completes) if complete]
-        result: list[Tensor | None] = [None] * len(seqs)
-        if done:
-            for i, logits in zip(done, self.model.output(torch.stack([final[i] for i in done])).float(), strict=True):
-                result[i] = logits
-        return result
-
-    def _feed_prompts_on_kernel(self, seqs: list[_Sequence], start: int, ends: list[int],
-                                completes: list[bool]) -> list[Tensor | None]:
-        """The prompts' positions as rows of kernel steps (each row sees its sequence's
-        earlier positions): no padding, and logits for the last positions only. A step takes
-        a window of positions of every sequence, at most KERNEL_PREFILL_ROWS rows in all."""
-        assert self._cpu_decoder is not None
-        window = max(1, KERNEL_PREFILL_ROWS // len(seqs))
-        result: list[Tensor | None] = [None] * len(seqs)
-        for first in range(start, max(ends), window):
-            tokens: list[int] = []
-            positions: list[int] = []
-            rows: list[int] = []
-            outputs: list[int] = []
-            owners: list[int] = []
-            for i, (seq, end) in enumerate(zip(seqs, ends, strict=True)):
-                last = min(end, first + window)
-                if last <= first:
-                    continue
-                tokens += seq.request.prompt_ids[first:last]
-                positions += range(first, last)
-                rows += [seq.row] * (last - first)
-                if last == end and completes[i]:
-                    outputs.append(len(tokens) - 1)
-                    owners.append(i)
-            for i, logits in zip(owners, self._cpu_decoder(tokens, positions, rows, outputs), strict=True):
-                result[i] = logits
-        return result
-
-    def _feed_prompts_on_pytorch(self, seqs: list[_Sequence], start: int, ends: list[int]) -> list[Tensor]:
-        """The prompts as one batch right-padded to the longest, in chunks of PREFILL_CHUNK;
-        returns each one's final hidden state at position ends[i] - 1.
+    def _feed_prompts(self, seqs: list[_Sequence], start: int, ends: list[int]) -> list[Tensor]:
+        """Write prompt positions [start, ends[i]) of each sequence into its cache row, as one
+        batch right-padded to the longest, in chunks of PREFILL_CHUNK; returns each one's final
+        hidden state at position ends[i] - 1.
 
         Padding writes keys and values past a sequence's span; those slots are overwritten by
         its own tokens before any query can attend to them.
