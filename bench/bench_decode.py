@@ -19,14 +19,15 @@ over rounds of rate / limit.
 
 "dscoder" is our engine as the CLI and server load it (fp32 on CPU: the native kernel of
 dscoder.infer.cpu_decode, where a C compiler builds it); "dscoder pytorch" the same engine with
-the kernel turned off. --int8 adds our engine with int8 weight-only quantization, and reports
+the kernel turned off. The time to the first token (a run of 1) is reported too: the prompt's
+prefill. --int8 adds our engine with int8 weight-only quantization, and reports
 how often its greedy choice agrees with the fp32 model's, teacher-forced along the fp32 greedy
 output (the share of positions whose next-token argmax is the same), and how long the
 free-running outputs agree.
 
     PYTHONPATH=src python bench/bench_decode.py                      # tiny and small, fp32
     PYTHONPATH=src python bench/bench_decode.py --presets small --int8 --compile
-    PYTHONPATH=src python bench/bench_decode.py --presets tiny --prompt-tokens 2000  # long context
+    PYTHONPATH=src python bench/bench_decode.py --presets tiny --prompt-tokens 2000  # long context, long prefill
     PYTHONPATH=src python bench/bench_decode.py --dtype bfloat16   # as the released checkpoints are stored
 """
 
@@ -117,10 +118,12 @@ def our_generate(engine: Engine, prompt: list[int]) -> Callable[[int], list[int]
     return run
 
 
-def decode_rates(contenders: dict[str, Callable[[int], list[int]]], n: int, repeats: int,
-                 probe: BandwidthProbe) -> tuple[dict[str, list[float]], list[dict[str, float]]]:
-    """Decode tokens/s of each contender and each reader's read bandwidth, once per round."""
+def decode_rates(contenders: dict[str, Callable[[int], list[int]]], n: int, repeats: int, probe: BandwidthProbe
+                 ) -> tuple[dict[str, list[float]], dict[str, list[float]], list[dict[str, float]]]:
+    """Decode tokens/s and seconds to the first token (the prompt's prefill) of each
+    contender, and each reader's read bandwidth, once per round."""
     rates: dict[str, list[float]] = {name: [] for name in contenders}
+    firsts: dict[str, list[float]] = {name: [] for name in contenders}
     bandwidths = []
     for _ in range(repeats):
         bandwidths.append(probe.measure())
@@ -131,7 +134,8 @@ def decode_rates(contenders: dict[str, Callable[[int], list[int]]], n: int, repe
             start = time.perf_counter()
             run(n)
             rates[name].append((n - 1) / (time.perf_counter() - start - one))
-    return rates, bandwidths
+            firsts[name].append(one)
+    return rates, firsts, bandwidths
 
 
 def teacher_forced_agreement(reference: Transformer, quantized: Transformer, prompt: list[int],
@@ -212,7 +216,7 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
         contenders["dscoder int8"] = our_generate(engine(quantized), prompt)
 
     outputs = {name: run(args.tokens) for name, run in contenders.items()}
-    rounds, bandwidths = decode_rates(contenders, args.tokens, args.repeats, probe)
+    rounds, firsts, bandwidths = decode_rates(contenders, args.tokens, args.repeats, probe)
     # Each round compares runs seconds apart, under the same load from other work: speed-ups
     # and shares of the bandwidth limit are medians of per-round values.
     limits = [max(readers.values()) for readers in bandwidths]
@@ -236,6 +240,11 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
             share = statistics.median(v[0] * read_bytes[name] / v[2] for v in values)
             line += f"  {share:5.1%} of the bandwidth limit ({read_bytes[name] / 1e6:.0f} MB read/token)"
         print(line)
+    print(f"  first token after the {args.prompt_tokens}-token prompt (its prefill), medians of rounds: " + ", ".join(
+        f"{name} {statistics.median(times) * 1000:.1f} ms"
+        f" ({statistics.median(t / p for t, p in zip(times, firsts['transformers'], strict=True)):.2f}x the time)"
+        for name, times in firsts.items() if name != "transformers")
+        + f", transformers {statistics.median(firsts['transformers']) * 1000:.1f} ms")
     if fp32_model is not None:
         (fp32_result,) = engine(fp32_model).generate([Request(prompt, SamplingParams(max_new_tokens=args.tokens),
                                                              ignore_eos=True)])
