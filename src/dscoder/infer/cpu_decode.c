@@ -1,13 +1,14 @@
-/* One decoding step of the DeepSeek-Coder (LLaMA) decoder on CPU, for a batch of sequences
- * that each add one token: the whole network in one call.
+/* One step of the DeepSeek-Coder (LLaMA) decoder on CPU, for a batch of rows that each add one
+ * token to the cache: the newest tokens of sequences being decoded, and positions of prompts
+ * being fed (decode_step). The whole network in one call.
  *
  * Why in C: decoding a token reads every weight once, so its speed is bounded by memory
  * bandwidth. The libraries PyTorch calls multiply a vector by a matrix at 55-75% of the rate
  * the machine reads memory at, and the dozen small operations per layer around those products
  * (norms, rotary embedding, cache writes, attention over a short cache) cost as much again in
  * dispatch. Here each weight matrix is read once per step as one stream, for every sequence
- * of the batch, and the small operations are plain loops. The same products serve prompts
- * (many rows) through `panel_linear`, so a model keeps one copy of its weights.
+ * of the batch, and the small operations are plain loops. The same products serve PyTorch's
+ * forward pass through `panel_linear`, so a model keeps one copy of its weights.
  *
  * Layouts (checked by cpu_decode.py):
  *   weights       in panels (below): fp32, bf16, or int8 with a scale per output row; q/k/v
