@@ -151,6 +151,22 @@ def test_prompts_share_the_prefill_budget_and_a_cancelled_one_frees_its_row(
     assert results[running] == reference_greedy(model, ids_of(tokenizer, "x"), 30)
 
 
+JOINING_PROMPTS = [[(5 * i + 3) % 400 + 3 for i in range(12)], [11, 12, 13]]
+
+
+def decode_one_then_add_two(engine: Engine) -> tuple[int, list[int]]:
+    """A sequence decoding (prompt [7, 8], 20 tokens), then the JOINING_PROMPTS added (3 tokens
+    each): the ids of the running sequence and of the joining ones."""
+    running = engine.add(Request([7, 8], greedy(20), ignore_eos=True))
+    engine.step()
+    return running, [engine.add(Request(p, greedy(3), ignore_eos=True)) for p in JOINING_PROMPTS]
+
+
+def assert_joined_results(model: Transformer, results: dict[int, list[int]], running: int, joining: list[int]):
+    assert [results[i] for i in joining] == [reference_greedy(model, p, 3) for p in JOINING_PROMPTS]
+    assert results[running] == reference_greedy(model, [7, 8], 20)
+
+
 def test_on_pytorch_padding_counts_against_the_prefill_budget(checkpoint, model: Transformer, tokenizer: Tokenizer):
     # Prompts fed from their start share one batch padded to the longest: 12 and 3 tokens
     # together would compute 24 positions, over a budget of 20, so the second waits a step.
@@ -165,10 +181,7 @@ def test_on_pytorch_padding_counts_against_the_prefill_budget(checkpoint, model:
         return feed(seqs, start, ends)
 
     engine._feed_prompts = counting_feed
-    running = engine.add(Request([7, 8], greedy(20), ignore_eos=True))
-    engine.step()
-    prompts = [[(5 * i + 3) % 400 + 3 for i in range(12)], [11, 12, 13]]
-    joining = [engine.add(Request(p, greedy(3), ignore_eos=True)) for p in prompts]
+    running, joining = decode_one_then_add_two(engine)
     computed.clear()
     first_token_steps: dict[int, int] = {}
     results = {}
@@ -182,8 +195,7 @@ def test_on_pytorch_padding_counts_against_the_prefill_budget(checkpoint, model:
                 results[out.seq_id] = out.result.token_ids
         assert sum(computed[before:]) <= 20
     assert (first_token_steps[joining[0]], first_token_steps[joining[1]]) == (1, 2)
-    assert [results[i] for i in joining] == [reference_greedy(model, p, 3) for p in prompts]
-    assert results[running] == reference_greedy(model, [7, 8], 20)
+    assert_joined_results(model, results, running, joining)
 
 
 def test_on_the_kernel_a_step_is_one_call_for_decoding_and_prompt_rows(checkpoint, model: Transformer,
@@ -201,10 +213,7 @@ def test_on_the_kernel_a_step_is_one_call_for_decoding_and_prompt_rows(checkpoin
         return logits
 
     engine._cpu_decoder = counting_decoder
-    running = engine.add(Request([7, 8], greedy(20), ignore_eos=True))
-    engine.step()
-    prompts = [[(5 * i + 3) % 400 + 3 for i in range(12)], [11, 12, 13]]
-    joining = [engine.add(Request(p, greedy(3), ignore_eos=True)) for p in prompts]
+    running, joining = decode_one_then_add_two(engine)
     calls.clear()
     first = {out.seq_id for out in engine.step()}
     assert first == {running, *joining}
@@ -214,8 +223,7 @@ def test_on_the_kernel_a_step_is_one_call_for_decoding_and_prompt_rows(checkpoin
         for out in engine.step():
             if out.finished:
                 results[out.seq_id] = out.result.token_ids
-    assert [results[i] for i in joining] == [reference_greedy(model, p, 3) for p in prompts]
-    assert results[running] == reference_greedy(model, [7, 8], 20)
+    assert_joined_results(model, results, running, joining)
 
 
 def test_on_the_kernel_a_long_prompt_goes_in_calls_of_bounded_rows(checkpoint, model: Transformer,
