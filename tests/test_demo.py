@@ -31,3 +31,26 @@ def test_a_rerun_evaluates_its_new_model_afresh(tmp_path, monkeypatch: pytest.Mo
     demo._eval_stage(tmp_path / "instruct", tmp_path / "out")
     assert seen == [[]]
     assert "pass@1 0.000 on 20 problems" in capsys.readouterr().out
+
+
+def test_a_rerun_after_the_installation_changed_builds_the_data_afresh(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys):
+    from dscoder.data.sources import RepoRef
+
+    monkeypatch.setattr(demo, "BENCHMARKS", tmp_path / "no-benchmarks")
+    packages = tmp_path / "site-packages"
+    for name in ("alpha", "beta"):
+        (packages / name).mkdir(parents=True)
+        (packages / name / "__init__.py").write_text(f"def {name}(x):\n    return x + 1\n" * 5)
+    installed = [RepoRef("alpha", "dir", str(packages / "alpha"))]
+    monkeypatch.setattr(demo, "python_installation_repos", lambda: list(installed))
+    out = tmp_path / "out"
+    demo._data_stage(out, workers=1)
+    (out / "tokenizer").mkdir()
+    (out / "tokenizer" / "tokenizer.json").write_text("{}")  # learned from the first corpus
+    installed.append(RepoRef("beta", "dir", str(packages / "beta")))  # a package installed since
+    demo._data_stage(out, workers=1)
+    assert "building the data and the tokenizer afresh" in capsys.readouterr().out
+    report = json.loads((out / "data" / "report.json").read_text())
+    assert [name for name, *_ in report["fingerprint"]["inputs"]] == ["alpha", "beta"]
+    assert not (out / "tokenizer").exists()

@@ -3,8 +3,8 @@ and site-packages.
 
 data -> tokenizer -> pretraining with FIM + instruction tuning -> completion, infill and chat
 from the result -> HumanEval on it. Each stage prints where its output is. The data and the
-tokenizer already there (from an earlier, interrupted demo) are reused; training, and so the
-evaluation of its model, start afresh on every run.
+tokenizer already there (from an earlier, interrupted demo) are reused unless the installation
+changed since; training, and so the evaluation of its model, start afresh on every run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dscoder.data.dedup import DedupConfig
 from dscoder.data.executors import LocalExecutor
-from dscoder.data.pipeline import build
+from dscoder.data.pipeline import OtherInputs, build
 from dscoder.data.sources import interpreter_description, python_installation_repos
 from dscoder.data.steps import PipelineConfig
 
@@ -42,7 +42,14 @@ def _data_stage(output: Path, workers: int | None) -> Path:
     refs = python_installation_repos()
     decontaminate = str(BENCHMARKS) if BENCHMARKS.is_dir() else None
     config = PipelineConfig(decontaminate=decontaminate, dedup=DedupConfig())
-    data = build(refs, output / "data", config, LocalExecutor(workers))
+    try:
+        data = build(refs, output / "data", config, LocalExecutor(workers))
+    except OtherInputs:
+        # Packages were installed or removed since the last demo: its data, and the tokenizer
+        # learned from it, are of another corpus.
+        print("the installation changed since the last demo: building the data and the tokenizer afresh")
+        shutil.rmtree(output / "tokenizer", ignore_errors=True)
+        data = build(refs, output / "data", config, LocalExecutor(workers), overwrite=True)
     report = data.report
     print(f"{len(refs)} repositories -> {report['samples']:,} samples, {report['files_kept']:,} of "
           f"{report['files_seen']:,} files kept ({time.perf_counter() - started:.0f} s)")

@@ -53,6 +53,10 @@ class BuildResult:
     shards: list[Path]
 
 
+class OtherInputs(UserError):
+    """The output folder holds a run (finished or not) of other repositories or settings."""
+
+
 def prepare_output(output: Path) -> None:
     """Create the output folder or fail with one sentence if it cannot be written."""
     try:
@@ -100,7 +104,7 @@ def _open_work_dir(output: Path, fingerprint: dict) -> Path:
     manifest = work / "manifest.json"
     if manifest.exists():
         if json.loads(manifest.read_text()) != fingerprint:
-            raise UserError(
+            raise OtherInputs(
                 f"{output} holds an unfinished run with other inputs or settings; "
                 "use another output folder or --overwrite"
             )
@@ -130,7 +134,7 @@ def build(
         previous = json.loads(report_path.read_text())
         if previous.get("fingerprint") == fingerprint:
             return BuildResult(output, previous, sorted(output.glob("part-*.parquet")))
-        raise UserError(f"{output} already holds a finished run with other inputs; use --overwrite or another folder")
+        raise OtherInputs(f"{output} already holds a finished run with other inputs; use --overwrite or another folder")
     if overwrite:
         for path in _existing_outputs(output):
             path.unlink()
