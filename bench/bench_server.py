@@ -46,10 +46,11 @@ import aiohttp
 import httpx
 import torch
 
-from dscoder.infer import Engine, Request, SamplingParams, completion_prompt
+from dscoder.infer import Engine, Request, SamplingParams, completion_prompt, cpu_decode
 from dscoder.infer.engine import DEFAULT_MAX_PREFILL_TOKENS
 from dscoder.model import PRESETS, Transformer, save_model
 from dscoder.serve import ServeOptions, serve
+from dscoder.serve.server import model_threads
 from dscoder.tokenizer import Tokenizer, train_tokenizer
 
 PROMPT = "import os\nimport sys\n\n\ndef main(argv):\n    parser = "
@@ -263,11 +264,12 @@ def main() -> None:
                         f"(default {DEFAULT_MAX_PREFILL_TOKENS})")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None,
-                        help="model threads in the server (default: as `dscoder serve`, one per core)")
+                        help="model threads in the server (default: as `dscoder serve`)")
     parser.add_argument("--train-mb", type=float, default=4.0, help="text to train the tokenizer on")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
-    threads = args.threads or torch.get_num_threads()
+    threads = model_threads(ServeOptions(model=Path("."), threads=args.threads), torch.get_num_threads(),
+                            cpu_decode.available())
 
     runs: dict[int, list[Run]] = {1: [], args.clients: []}
     ratios = []

@@ -133,7 +133,35 @@ def test_bad_steps_are_refused_before_the_kernel_runs():
                                     ([1, 2], [0, 0], [1, 1]), ([1], [0, 1], [0]), ([], [], [])):
         with pytest.raises(ValueError):
             decoder(tokens, positions, rows)
+    # Output rows: inside the batch, each once (the kernel gathers them into [batch, hidden]).
+    for outputs in ([2], [-1], [0, 0], [0, 1, 0]):
+        with pytest.raises(ValueError):
+            decoder([1, 2], [0, 1], [0, 0], outputs)
     assert torch.equal(model.cache.k, before)
+
+
+def test_prompt_positions_as_rows_give_the_models_logits():
+    # Two prompts interleaved in one call (each position sees its own sequence's earlier ones),
+    # logits asked for in another order than the rows; then both continue in a second call.
+    model = decoding_model()
+    decoder = cpu_decode.CpuDecoder(model)
+    torch.manual_seed(3)
+    prompts = {2: torch.randint(0, CONFIG.vocab_size, (9,)).tolist(),
+               0: torch.randint(0, CONFIG.vocab_size, (6,)).tolist()}
+    with torch.inference_mode():
+        full = {row: model(torch.tensor([prompt]))[0] for row, prompt in prompts.items()}
+        first = [(prompts[row][p], p, row) for p in range(5) for row in prompts]  # positions 0-4 of both
+        tokens, positions, rows = zip(*first, strict=True)
+        wanted = [9, 0, 4]  # row 0 at 4, row 2 at 0, row 2 at 2
+        logits = decoder(tokens, positions, rows, wanted)
+        expected = torch.stack([full[rows[i]][positions[i]] for i in wanted])
+        torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+        rest = [(prompts[row][p], p, row) for row in prompts for p in range(5, len(prompts[row]))]
+        tokens, positions, rows = zip(*rest, strict=True)
+        logits = decoder(tokens, positions, rows, [len(rest) - 1, 3])  # the last of each prompt
+        expected = torch.stack([full[0][5], full[2][8]])
+        torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+        assert decoder(tokens[:1], positions[:1], rows[:1], []).shape == (0, CONFIG.vocab_size)
 
 
 def test_models_the_kernel_cannot_run_are_named_and_decode_on_pytorch(tokenizer):

@@ -242,6 +242,33 @@ def test_on_the_kernel_a_long_prompt_goes_in_calls_of_bounded_rows(checkpoint, m
     assert result.token_ids == reference_greedy(model, prompt, 4)
 
 
+def test_a_step_that_raised_can_run_again(engine: Engine, model: Transformer, tokenizer: Tokenizer):
+    # Nothing moves until every call of the step has succeeded (a MemoryError in the kernel,
+    # say); the step run again gives the results of a run that never failed.
+    assert engine.step() == []  # nothing to do
+    running, joining = decode_one_then_add_two(engine)
+    forward = engine._cpu_decoder or engine._decode_logits
+    failures = iter([True, False])
+
+    def fails_once(*args):
+        if next(failures, False):
+            raise MemoryError("no scratch memory")
+        return forward(*args)
+
+    if engine._cpu_decoder is not None:
+        engine._cpu_decoder = fails_once
+    else:
+        engine._decode_logits = fails_once
+    with pytest.raises(MemoryError):
+        engine.step()
+    results = {}
+    while engine.has_work():
+        for out in engine.step():
+            if out.finished:
+                results[out.seq_id] = out.result.token_ids
+    assert_joined_results(model, results, running, joining)
+
+
 def test_with_nothing_else_decoding_a_prompt_is_prefilled_whole(engine: Engine, tokenizer: Tokenizer):
     engine.max_prefill_tokens = 1
     seq_id = engine.add(Request(ids_of(tokenizer, LONG_PROMPT), greedy(3), ignore_eos=True))

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the decode step (slow start, faster tokens)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for the model (default: one per core)")
+                        help="threads for the model (default: one per core on the CPU kernel, one per core but one on PyTorch)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.set_defaults(func=run_serve)
 

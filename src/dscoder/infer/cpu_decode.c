@@ -160,8 +160,22 @@ static void *helper_main(void *argument) {
     return NULL;
 }
 
+/* In a child of fork(): none of the helpers exist there, and the pool's locks may have been
+ * held by threads that do not either. Start over, as if no loop had run. */
+static void pool_after_fork(void) {
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_mutex_init(&pool.post, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pool.helpers = 0;
+    atomic_store(&pool.sleeping, 0);
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.state, 0);
+}
+
 /* Starts helpers until there are `wanted` (as many as the system gives); returns how many run. */
 static int start_helpers(int wanted) {
+    static int fork_handled;
+    if (!fork_handled) fork_handled = pthread_atfork(NULL, NULL, pool_after_fork) == 0;
     wanted = wanted < MAX_HELPERS ? wanted : MAX_HELPERS;
     while (pool.helpers < wanted) {
         pthread_t thread;
@@ -600,11 +614,17 @@ static void swiglu(const float *restrict gate, const float *restrict up, float *
  * piece of its prompt) as well as the newest tokens of different sequences; no two rows may
  * share a cache row and position. Logits [outputs, vocab] are computed for rows
  * output_rows[0 .. outputs - 1] (all rows, in order, if output_rows is NULL; then outputs =
- * batch). Returns 0, or -1 if scratch memory could not be allocated, or -2 if the heads are
- * wider than MAX_HEAD_VECTORS vectors (nothing is written to the caches then). */
+ * batch). Returns 0, or -1 if scratch memory could not be allocated, -2 if the heads are wider
+ * than MAX_HEAD_VECTORS vectors, -3 if an output row lies outside the batch or there are more
+ * outputs than rows (nothing is written to the caches in the last two cases). */
 int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions, const int64_t *rows,
                 int64_t batch, const int64_t *output_rows, int64_t outputs, float *logits, int threads) {
     if (m->head_dim > 16 * MAX_HEAD_VECTORS) return -2; /* attend's vectors live on the stack */
+    if (output_rows != NULL) {
+        if (outputs < 0 || outputs > batch) return -3; /* the gathered rows live in [batch, hidden] */
+        for (int64_t j = 0; j < outputs; j++)
+            if (output_rows[j] < 0 || output_rows[j] >= batch) return -3;
+    }
     const int64_t hidden = m->hidden, dim = m->head_dim, heads = m->heads, kv_heads = m->kv_heads;
     const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
     const int64_t inter = m->intermediate;

@@ -321,8 +321,8 @@ class CpuDecoder:
             raise ValueError("a position or cache row lies outside the cache")
         if len(set(zip(rows, positions))) != batch:
             raise ValueError("two tokens of one step share a cache row and position")
-        if outputs is not None and not all(0 <= b < batch for b in outputs):
-            raise ValueError(f"output rows must lie in [0, {batch})")
+        if outputs is not None and (not all(0 <= b < batch for b in outputs) or len(set(outputs)) != len(outputs)):
+            raise ValueError(f"output rows must be distinct and lie in [0, {batch})")
         # setup_cache replaces every layer's cache at once: the first one tells.
         if self._model_module.cache is None or self._model_module.cache.k is not self._caches[0][0]:
             raise RuntimeError("the model's cache was replaced (setup_cache) after this decoder was built")
@@ -335,6 +335,8 @@ class CpuDecoder:
                             torch.get_num_threads())
         if status == -2:  # unsupported_reason refuses such models first
             raise ValueError(f"the CPU decoding kernel takes heads of at most {MAX_HEAD_DIM}")
+        if status == -3:  # checked above
+            raise ValueError("the CPU decoding kernel was given output rows outside the batch")
         if status != 0:
             raise MemoryError("the CPU decoding kernel could not allocate its scratch memory")
         return logits

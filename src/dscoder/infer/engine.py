@@ -178,8 +178,8 @@ class Engine:
         # Decoding runs the same small shapes step after step, where compiling pays off;
         # prefill shapes change with every prompt, so it stays eager.
         self._decode_logits = torch.compile(self._last_logits) if compile else self._last_logits
-        # fp32 and bf16 models on CPU decode through one native call per step, where it can run them
-        # (dscoder.infer.cpu_decode); prompts still go through PyTorch.
+        # fp32 and bf16 models on CPU run each step (decoding and prompts) as native calls, where
+        # the kernel can run them (dscoder.infer.cpu_decode).
         self._cpu_decoder: cpu_decode.CpuDecoder | None = None
         if cpu_kernel and not compile and self.device.type == "cpu":
             reason = cpu_decode.unsupported_reason(model)
@@ -327,17 +327,22 @@ class Engine:
         for seq, end in spans:
             prompt = seq.request.prompt_ids
             rows += [(prompt[position], position, seq.row) for position in range(seq.position, end)]
-            seq.position = end
             if end == len(prompt):
                 outputs.append(len(rows) - 1)
                 completing.append(seq)
+        if not rows:
+            return []
         logits = []
         for first in range(0, len(rows), KERNEL_STEP_ROWS):
             tokens, positions, cache_rows = zip(*rows[first:first + KERNEL_STEP_ROWS], strict=True)
             wanted = [i - first for i in outputs if first <= i < first + KERNEL_STEP_ROWS]
             logits.append(self._cpu_decoder(tokens, positions, cache_rows, wanted))
+        # Positions move only once every call succeeded: a step that raised can be run again
+        # (rewriting the same cache slots).
         for s in decoding:
             s.position += 1
+        for seq, end in spans:
+            seq.position = end
         for seq in completing:
             self._running[seq.seq_id] = self._prefilling.pop(seq.seq_id)
         # No torch.cat for one call: a parallel copy leaves torch's OpenMP threads spinning

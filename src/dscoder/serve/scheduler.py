@@ -268,7 +268,6 @@ class Scheduler:
                 del generation._live[output.seq_id]
                 del self._owners[output.seq_id]
                 self._started.discard(output.seq_id)
-        _send(list(batches.items()))
         stats = self._stats
         self._stats = replace(
             stats,
@@ -278,6 +277,8 @@ class Scheduler:
             # New sequences count as joining when sequences already running decoded alongside.
             joined_running_batch=stats.joined_running_batch + (joined if joined < len(outputs) else 0),
         )
+        # After the stats: a client that has its tokens sees the step counted.
+        _send(list(batches.items()))
 
     def _fail_all(self, failure: GenerationFailed) -> None:
         running = set(self._owners.values())
