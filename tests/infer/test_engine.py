@@ -167,6 +167,15 @@ def assert_joined_results(model: Transformer, results: dict[int, list[int]], run
     assert results[running] == reference_greedy(model, [7, 8], 20)
 
 
+def run_to_the_end_and_check(engine: Engine, model: Transformer, running: int, joining: list[int]) -> None:
+    results = {}
+    while engine.has_work():
+        for out in engine.step():
+            if out.finished:
+                results[out.seq_id] = out.result.token_ids
+    assert_joined_results(model, results, running, joining)
+
+
 def test_on_pytorch_padding_counts_against_the_prefill_budget(checkpoint, model: Transformer, tokenizer: Tokenizer):
     # Prompts fed from their start share one batch padded to the longest: 12 and 3 tokens
     # together would compute 24 positions, over a budget of 20, so the second waits a step.
@@ -218,12 +227,7 @@ def test_on_the_kernel_a_step_is_one_call_for_decoding_and_prompt_rows(checkpoin
     first = {out.seq_id for out in engine.step()}
     assert first == {running, *joining}
     assert calls == [(1 + 12 + 3, 3)]
-    results = {}
-    while engine.has_work():
-        for out in engine.step():
-            if out.finished:
-                results[out.seq_id] = out.result.token_ids
-    assert_joined_results(model, results, running, joining)
+    run_to_the_end_and_check(engine, model, running, joining)
 
 
 def test_on_the_kernel_a_long_prompt_goes_in_calls_of_bounded_rows(checkpoint, model: Transformer,
@@ -261,12 +265,7 @@ def test_a_step_that_raised_can_run_again(engine: Engine, model: Transformer, to
         engine._decode_logits = fails_once
     with pytest.raises(MemoryError):
         engine.step()
-    results = {}
-    while engine.has_work():
-        for out in engine.step():
-            if out.finished:
-                results[out.seq_id] = out.result.token_ids
-    assert_joined_results(model, results, running, joining)
+    run_to_the_end_and_check(engine, model, running, joining)
 
 
 def test_with_nothing_else_decoding_a_prompt_is_prefilled_whole(engine: Engine, tokenizer: Tokenizer):
