@@ -268,8 +268,7 @@ def main() -> None:
     parser.add_argument("--train-mb", type=float, default=4.0, help="text to train the tokenizer on")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
-    threads = model_threads(ServeOptions(model=Path("."), threads=args.threads), torch.get_num_threads(),
-                            cpu_decode.available())
+    threads = model_threads(args.threads, torch.get_num_threads(), cpu_decode.available())
 
     runs: dict[int, list[Run]] = {1: [], args.clients: []}
     ratios = []

@@ -47,13 +47,12 @@ def test_the_served_engine_has_the_asked_shape(checkpoint: Path):
     assert (engine.max_batch_size, engine.max_seq_len, engine.max_prefill_tokens) == (3, 100, 16)
 
 
-def test_the_model_runs_a_thread_per_core_on_the_kernel_unless_told_otherwise(tmp_path: Path):
+def test_the_model_runs_a_thread_per_core_on_the_kernel_unless_told_otherwise():
     from dscoder.serve.server import model_threads
 
-    options = ServeOptions(model=tmp_path)
-    assert [model_threads(options, cores, kernel=True) for cores in (1, 2, 16)] == [1, 2, 16]
+    assert [model_threads(None, cores, kernel=True) for cores in (1, 2, 16)] == [1, 2, 16]
     # On PyTorch one core is left to the HTTP loop.
-    assert [model_threads(options, cores, kernel=False) for cores in (1, 2, 16)] == [1, 1, 15]
-    assert model_threads(ServeOptions(model=tmp_path, threads=4), 2, kernel=False) == 4
+    assert [model_threads(None, cores, kernel=False) for cores in (1, 2, 16)] == [1, 1, 15]
+    assert model_threads(4, 2, kernel=False) == 4
     with pytest.raises(UserError):
-        model_threads(ServeOptions(model=tmp_path, threads=0), 2, kernel=True)
+        model_threads(0, 2, kernel=True)

@@ -31,6 +31,8 @@
 /* How a matrix's weights are stored (element sizes 4, 1, 2). */
 enum { FP32 = 0, INT8 = 1, BF16 = 2 };
 
+static inline int element_bytes(int format) { return format == INT8 ? 1 : format == BF16 ? 2 : 4; }
+
 /* A weight matrix in panels (below): fp32, bf16, or int8 with one fp32 scale per output row. */
 typedef struct {
     const void *panels;
@@ -321,7 +323,7 @@ typedef struct { const Matrix *m; const float *x; float *y; int64_t batch, in, o
 static void product_chunk(const void *context, int64_t first, int64_t last) {
     const Product *p = context;
     const int64_t batch = p->batch, in = p->in, out = p->out;
-    const int format = p->m->format, element = format == INT8 ? 1 : format == BF16 ? 2 : 4;
+    const int format = p->m->format, element = element_bytes(format);
     for (int64_t q = first; q < last; q++) {
         const void *panel = (const char *)p->m->panels + q * in * PANEL * element;
         const float *scales = format == INT8 ? p->m->scales + q * PANEL : NULL;
@@ -346,8 +348,7 @@ static void product_chunk(const void *context, int64_t first, int64_t last) {
 static void product(const Matrix *m, const float *restrict x, float *restrict y, int64_t batch, int64_t in,
                     int64_t out, int threads) {
     if (batch <= 0) return;
-    const int element = m->format == INT8 ? 1 : m->format == BF16 ? 2 : 4;
-    int64_t per_panel = in * PANEL * element * ((batch + TILE_ROWS - 1) / TILE_ROWS);
+    int64_t per_panel = in * PANEL * element_bytes(m->format) * ((batch + TILE_ROWS - 1) / TILE_ROWS);
     int64_t chunk = CHUNK_BYTES / per_panel > 1 ? CHUNK_BYTES / per_panel : 1;
     Product p = {m, x, y, batch, in, out};
     parallel_for(threads, (out + PANEL - 1) / PANEL, chunk, product_chunk, &p);
@@ -583,7 +584,7 @@ static void attend_chunk(const void *context, int64_t first, int64_t last) {
     const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
     for (int64_t i = first; i < last; i++) {
         int64_t b = i / heads, h = i % heads;
-        size_t head = (size_t)(a->rows[b] * kv_heads + h / group) * m->max_seq * dim * (m->bf16 ? 2 : 4);
+        size_t head = (size_t)(a->rows[b] * kv_heads + h / group) * m->max_seq * dim * element_bytes(m->bf16 ? BF16 : FP32);
         attend_head(a->qkv + b * qkv_width + h * dim, (const char *)a->layer->k_cache + head,
                     (const char *)a->layer->v_cache + head, a->positions[b] + 1, dim, m->bf16, scores,
                     a->mixed + b * q_width + h * dim);
@@ -596,7 +597,7 @@ static void attend_chunk(const void *context, int64_t first, int64_t last) {
 static int64_t attention_chunk(const Model *m, int64_t batch, const int64_t *positions) {
     int64_t cached = 0;
     for (int64_t b = 0; b < batch; b++) cached += positions[b] + 1;
-    int64_t bytes_per_head = 2 * (cached / batch) * m->head_dim * (m->bf16 ? 2 : 4);
+    int64_t bytes_per_head = 2 * (cached / batch) * m->head_dim * element_bytes(m->bf16 ? BF16 : FP32);
     return CHUNK_BYTES / 4 / bytes_per_head > 1 ? CHUNK_BYTES / 4 / bytes_per_head : 1;
 }
 

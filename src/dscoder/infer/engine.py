@@ -238,6 +238,11 @@ class Engine:
             return
         self._waiting = deque(s for s in self._waiting if s.seq_id != seq_id)
 
+    @property
+    def on_cpu_kernel(self) -> bool:
+        """Whether steps run on `cpu_decode`'s native kernel (else on PyTorch)."""
+        return self._cpu_decoder is not None
+
     def has_work(self) -> bool:
         return bool(self._waiting or self._prefilling or self._running)
 

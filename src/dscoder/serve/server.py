@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from dscoder.errors import UserError
-from dscoder.infer import Engine, cpu_decode
+from dscoder.infer import Engine
 from dscoder.infer.engine import DEFAULT_MAX_PREFILL_TOKENS, DEFAULT_MAX_SEQ_LEN
 from dscoder.serve.app import create_app
 from dscoder.serve.scheduler import Scheduler
@@ -61,26 +61,27 @@ def load_engine(options: ServeOptions) -> Engine:
                                   max_seq_len=options.max_seq_len, compile=options.compile)
 
 
-def model_threads(options: ServeOptions, cores: int, kernel: bool) -> int:
+def model_threads(threads: int | None, cores: int, kernel: bool) -> int:
     """Threads for the model: as asked, else one per core where the CPU kernel runs it (its
     helper threads take chunks of work only while they run and sleep soon after, leaving the
     HTTP loop the time it needs: on two cores, 8 clients got 2787-3401 tokens/s with two threads
     against 2568 with one, docs/performance.md, Server, session 6), and one per core but one on
     PyTorch (there, a second thread's OpenMP spin-waiting took the HTTP loop's core: one client
     decoded at 371 tokens/s against 502-597, session 4)."""
-    if options.threads is None:
+    if threads is None:
         return max(1, cores if kernel else cores - 1)
-    if options.threads < 1:
-        raise UserError(f"threads must be at least 1, got {options.threads}")
-    return options.threads
+    if threads < 1:
+        raise UserError(f"threads must be at least 1, got {threads}")
+    return threads
 
 
 def serve(options: ServeOptions) -> None:
     """Serve the checkpoint until interrupted."""
     logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
-    on_kernel = cpu_decode.available() and not options.compile
-    torch.set_num_threads(model_threads(options, torch.get_num_threads(), on_kernel))
+    cores = torch.get_num_threads()
+    model_threads(options.threads, cores, kernel=True)  # a bad count fails before the model loads
     engine = load_engine(options)
+    torch.set_num_threads(model_threads(options.threads, cores, engine.on_cpu_kernel))
     with Scheduler(engine) as scheduler:
         app = create_app(scheduler, options.model_name)
         uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level,
