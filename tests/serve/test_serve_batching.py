@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import openai
+import pytest
 
 from dscoder.serve import BackgroundServer, Scheduler
 from serve_support import MODEL_NAME
@@ -32,8 +33,8 @@ def idle(scheduler: Scheduler) -> bool:
     return scheduler.load() == (0, 0)
 
 
-def test_requests_that_arrive_mid_generation_join_the_running_batch(client: openai.OpenAI,
-                                                                    scheduler: Scheduler):
+def test_requests_that_arrive_mid_generation_join_the_running_batch(client: openai.OpenAI, scheduler: Scheduler,
+                                                                    monkeypatch: pytest.MonkeyPatch):
     prompts = ["def add(a, b):\n", "import os\n", "class Stack:\n", "x = [1, 2, 3]\n"]
     lengths = [150, 40, 40, 40]  # the first runs long enough for the others to join it
 
@@ -43,6 +44,15 @@ def test_requests_that_arrive_mid_generation_join_the_running_batch(client: open
 
     alone = [complete(i).choices[0].text for i in range(len(prompts))]
     assert wait_until(lambda: idle(scheduler))
+    # The test model writes its 150 tokens in a few tens of milliseconds, about what starting the
+    # other clients' threads and requests takes on a loaded machine; 2 ms a step gives them 0.3 s.
+    step = scheduler.engine.step
+
+    def slow_step():
+        time.sleep(0.002)
+        return step()
+
+    monkeypatch.setattr(scheduler.engine, "step", slow_step)
     before = scheduler.stats
     texts: dict[int, str] = {}
     first_started = threading.Event()
