@@ -78,6 +78,41 @@ def _control_tokens(backend: tokenizers.Tokenizer) -> set[str]:
     }
 
 
+def _byte_level_chars() -> dict[str, int]:
+    """The byte each character of a byte-level BPE token stands for (GPT-2's scheme): printable
+    Latin-1 bytes stand for themselves, the other 68 bytes for code points from 256 up, in order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {chr(byte): byte for byte in printable}
+    others = (byte for byte in range(256) if byte not in set(printable))
+    chars.update((chr(256 + n), byte) for n, byte in enumerate(others))
+    return chars
+
+
+def _token_bytes(backend: tokenizers.Tokenizer, skip_special_tokens: bool) -> list[bytes] | None:
+    """The bytes each token id decodes to, when decoding is plain byte-level (decoding ids =
+    their bytes joined, as UTF-8 with U+FFFD for invalid bytes), else None. Skipped special
+    tokens decode to no bytes. Checked against the backend's own decoding of every token."""
+    decoder = json.loads(backend.to_str()).get("decoder") or {}
+    if decoder.get("type") != "ByteLevel":
+        return None
+    chars = _byte_level_chars()
+    added = backend.get_added_tokens_decoder()
+    table = []
+    for token_id in range(backend.get_vocab_size(with_added_tokens=True)):
+        token = backend.id_to_token(token_id) or ""
+        if skip_special_tokens and token_id in added and added[token_id].special:
+            table.append(b"")
+        elif all(char in chars for char in token):
+            table.append(bytes(chars[char] for char in token))
+        else:  # the byte-level decoder passes such tokens (DeepSeek's named tokens) through as UTF-8
+            table.append(token.encode("utf-8"))
+    decoded = backend.decode_batch([[token_id] for token_id in range(len(table))],
+                                   skip_special_tokens=skip_special_tokens)
+    if any(text != raw.decode("utf-8", errors="replace") for text, raw in zip(decoded, table, strict=True)):
+        return None
+    return table
+
+
 def _without_added_tokens(
     backend: tokenizers.Tokenizer, removed: set[str]
 ) -> tokenizers.Tokenizer:
@@ -108,6 +143,7 @@ class Tokenizer:
         self._backend = backend
         self._control = _control_tokens(backend)
         self._plain = _without_added_tokens(backend, self._control)
+        self._token_bytes: dict[bool, list[bytes] | None] = {}
         self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
         self.chat_template = chat_template
         self.add_bos_token = add_bos_token
@@ -264,6 +300,15 @@ class Tokenizer:
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self._backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def token_bytes(self, skip_special_tokens: bool = False) -> list[bytes] | None:
+        """Each token id's bytes, where decoding is byte-level (as for DeepSeek-Coder's
+        tokenizers): decode(ids) is then their bytes joined, read as UTF-8 with U+FFFD for
+        invalid bytes, which lets a stream be decoded a token at a time without calling the
+        tokenizer. None for other decoders. Built once (about 30k tokens: ~0.1 s)."""
+        if skip_special_tokens not in self._token_bytes:
+            self._token_bytes[skip_special_tokens] = _token_bytes(self._backend, skip_special_tokens)
+        return self._token_bytes[skip_special_tokens]
 
     def apply_chat_template(
         self, messages: list[dict], add_generation_prompt: bool = True
