@@ -3,8 +3,9 @@
 For each preset: writes a random checkpoint with `save_model`, loads it as our CLI and server
 do (`load_for_inference`) and with `LlamaForCausalLM.from_pretrained` (the peer), and decodes
 the same prompt greedily, batch 1, fp32 (or all in bf16: --dtype bfloat16), the peer with its
-default (dynamic) cache. Decode speed excludes the prompt: a run of N new tokens and a run of
-1 are timed and the rate is (N - 1) / (t_N - t_1). Each round runs every contender once; rates
+default (dynamic) cache. Decode speed excludes the prompt: each run notes when each of its N new
+tokens came (transformers through its streamer, ours after each engine step), and the rate is
+(N - 1) / (time of the last - time of the first). Each round runs every contender once; rates
 are medians over rounds and speed-ups are medians of the ratios within a round, because the
 machine is shared and noisy.
 
@@ -19,8 +20,8 @@ over rounds of rate / limit.
 
 "dscoder" is our engine as the CLI and server load it (fp32 on CPU: the native kernel of
 dscoder.infer.cpu_decode, where a C compiler builds it); "dscoder pytorch" the same engine with
-the kernel turned off. The time to the first token (a run of 1) is reported too: the prompt's
-prefill. --int8 adds our engine with int8 weight-only quantization, and reports
+the kernel turned off. The time to the first token, the prompt's prefill, is reported
+too. --int8 adds our engine with int8 weight-only quantization, and reports
 how often its greedy choice agrees with the fp32 model's, teacher-forced along the fp32 greedy
 output (the share of positions whose next-token argmax is the same), and how long the
 free-running outputs agree.
@@ -98,43 +99,80 @@ def bench_tokenizer() -> Tokenizer:
     return train_tokenizer([(stdlib / "argparse.py").read_text(encoding="utf-8")], vocab_size=1000)
 
 
-def hf_generate(model, prompt: list[int]) -> Callable[[int], list[int]]:
+class TokenClock:
+    """When each new token of a run was produced, from the run's start."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.times: list[float] = []
+
+    def tick(self) -> None:
+        self.times.append(time.perf_counter() - self.start)
+
+
+class HfStreamer:
+    """transformers calls put() with the prompt first, then with each new token."""
+
+    def __init__(self, clock: TokenClock) -> None:
+        self.clock, self.prompt_seen = clock, False
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.prompt_seen:
+            self.clock.tick()
+        self.prompt_seen = True
+
+    def end(self) -> None:
+        pass
+
+
+Run = Callable[[int], tuple[list[int], list[float]]]  # n -> (new tokens, when each came)
+
+
+def hf_generate(model, prompt: list[int]) -> Run:
     input_ids = torch.tensor([prompt])
     mask = torch.ones_like(input_ids)
 
-    def run(n: int) -> list[int]:
+    def run(n: int) -> tuple[list[int], list[float]]:
+        clock = TokenClock()
         with torch.inference_mode():
-            out = model.generate(input_ids, attention_mask=mask, max_new_tokens=n, do_sample=False)
-        return out[0, len(prompt):].tolist()
+            out = model.generate(input_ids, attention_mask=mask, max_new_tokens=n, do_sample=False,
+                                 streamer=HfStreamer(clock))
+        return out[0, len(prompt):].tolist(), clock.times
 
     return run
 
 
-def our_generate(engine: Engine, prompt: list[int]) -> Callable[[int], list[int]]:
-    def run(n: int) -> list[int]:
-        request = Request(prompt, SamplingParams(max_new_tokens=n), ignore_eos=True)
-        return engine.generate([request])[0].token_ids
+def our_generate(engine: Engine, prompt: list[int]) -> Run:
+    def run(n: int) -> tuple[list[int], list[float]]:
+        clock = TokenClock()
+        engine.add(Request(prompt, SamplingParams(max_new_tokens=n), ignore_eos=True))
+        result = None
+        while engine.has_work():
+            for output in engine.step():  # one token a step (ignore_eos)
+                clock.tick()
+                result = output.result or result
+        assert result is not None
+        return result.token_ids, clock.times
 
     return run
 
 
-def decode_rates(contenders: dict[str, Callable[[int], list[int]]], n: int, repeats: int, probe: BandwidthProbe
+def decode_rates(contenders: dict[str, Run], n: int, repeats: int, probe: BandwidthProbe
                  ) -> tuple[dict[str, list[float]], dict[str, list[float]], list[dict[str, float]]]:
-    """Decode tokens/s and seconds to the first token (the prompt's prefill) of each
-    contender, and each reader's read bandwidth, once per round."""
+    """Decode tokens/s (tokens 2..n over the time from the first to the last) and seconds to
+    the first token (the prompt's prefill) of each contender, and each reader's read
+    bandwidth, once per round."""
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     firsts: dict[str, list[float]] = {name: [] for name in contenders}
     bandwidths = []
     for _ in range(repeats):
         bandwidths.append(probe.measure())
         for name, run in contenders.items():
-            start = time.perf_counter()
-            run(1)
-            one = time.perf_counter() - start
-            start = time.perf_counter()
-            run(n)
-            rates[name].append((n - 1) / (time.perf_counter() - start - one))
-            firsts[name].append(one)
+            tokens, times = run(n)
+            if len(tokens) != n or len(times) != n:
+                raise RuntimeError(f"{name} produced {len(tokens)} tokens ({len(times)} timed), not {n}")
+            rates[name].append((n - 1) / (times[-1] - times[0]))
+            firsts[name].append(times[0])
     return rates, firsts, bandwidths
 
 
@@ -215,7 +253,7 @@ def bench_preset(preset: str, args: argparse.Namespace, tokenizer: Tokenizer, pr
     if quantized is not None:
         contenders["dscoder int8"] = our_generate(engine(quantized), prompt)
 
-    outputs = {name: run(args.tokens) for name, run in contenders.items()}
+    outputs = {name: run(args.tokens)[0] for name, run in contenders.items()}
     rounds, firsts, bandwidths = decode_rates(contenders, args.tokens, args.repeats, probe)
     # Each round compares runs seconds apart, under the same load from other work: speed-ups
     # and shares of the bandwidth limit are medians of per-round values.

@@ -485,97 +485,148 @@ static inline __attribute__((always_inline)) v16 dot_lanes(const v16 *query, con
     return sum;
 }
 
-/* One query head over the cached slots [0, length) of its key/value head (fp32, or bf16):
- * scores 16 slots at a time, softmax, then the values weighted by it. Inlined with dim and
- * bf16 constants for the usual head sizes. */
-static inline __attribute__((always_inline)) void attend(const float *restrict q, const void *restrict keys,
-        const void *restrict values, int64_t length, int64_t dim, int bf16, float *restrict scores,
-        float *restrict out) {
+/* A query of attention: its vector, where its output goes, and how many cached slots it sees. */
+typedef struct {
+    const float *q;
+    float *out;
+    int64_t length;
+} Query;
+
+#define MAX_GROUP_QUERIES 16 /* queries attending together over one key/value head */
+#define KEY_BLOCK 16         /* slots scored at a time (one sum_lanes16) */
+#define VALUE_BLOCK 32       /* slots whose values every query of a group sums in turn */
+
+/* Queries that read one key/value head (fp32, or bf16), each over the cached slots
+ * [0, length) it sees: the query heads of a group (grouped-query attention), consecutive
+ * positions of one prompt, or both. Keys and values are read from memory once for all of
+ * them, a block of slots at a time that each query then reads from L1; read once per query,
+ * attention over a long prompt was bound by how fast L2 delivers them. Per query: scores 16
+ * slots at a time, softmax, then the values weighted by it. scores: n rows of `stride` floats.
+ * Inlined with dim and bf16 constants for the usual head sizes. */
+static inline __attribute__((always_inline)) void attend(const Query *queries, int n, const void *restrict keys,
+        const void *restrict values, int64_t dim, int bf16, float *restrict scores, int64_t stride) {
     const int64_t row_bytes = dim * (bf16 ? 2 : 4);
     const int64_t vectors = (dim + 15) / 16;
     const float scale = 1.0f / sqrtf((float)dim);
-    v16 query[MAX_HEAD_VECTORS];
-    for (int64_t j = 0; j < vectors; j++) query[j] = load_part(q + 16 * j, dim - 16 * j);
+    int64_t longest = 0;
+    for (int j = 0; j < n; j++) longest = queries[j].length > longest ? queries[j].length : longest;
 
-    v16 best16 = (v16){0} - INFINITY;
-    int64_t t = 0;
-    for (; t + 16 <= length; t += 16) {
-        v16 parts[16];
-        for (int u = 0; u < 16; u++) {
-            parts[u] = dot_lanes(query, keys, (t + u) * dim, dim, bf16);
-            /* The values of these slots are read next: ask for them now, so the two streams
-             * overlap instead of the second starting cold. */
-            for (int64_t line = 0; line < row_bytes; line += 64)
-                __builtin_prefetch((const char *)values + (t + u) * row_bytes + line, 0, 2);
-        }
-        v16 s = sum_lanes16(parts) * scale;
-        memcpy(scores + t, &s, sizeof s);
-        best16 = larger(s, best16);
-    }
-    float best = -INFINITY;
-    for (int u = 0; u < 16; u++) best = best16[u] > best ? best16[u] : best;
-    for (; t < length; t++) {
-        v16 part = dot_lanes(query, keys, t * dim, dim, bf16);
-        float s = 0;
-        for (int u = 0; u < 16; u++) s += part[u];
-        scores[t] = s * scale;
-        best = scores[t] > best ? scores[t] : best;
-    }
-
-    v16 totals = {0};
-    for (t = 0; t < length; t += 16) {
-        int64_t n = length - t < 16 ? length - t : 16;
-        v16 e = exp16(load_part(scores + t, n) - best);
-        for (int64_t u = n; u < 16; u++) e[u] = 0;
-        totals += e;
-        store_part(scores + t, e, n);
-    }
-    float total = 0;
-    for (int u = 0; u < 16; u++) total += totals[u];
-
-    /* Even and odd slots in separate sums: twice the multiply-adds in flight. */
-    v16 even[MAX_HEAD_VECTORS], odd[MAX_HEAD_VECTORS];
-    for (int64_t j = 0; j < vectors; j++) even[j] = odd[j] = (v16){0};
-    for (t = 0; t + 2 <= length; t += 2) {
-        for (int64_t j = 0; j < vectors; j++) {
-            even[j] += scores[t] * load_cached(values, t * dim + 16 * j, dim - 16 * j, bf16);
-            odd[j] += scores[t + 1] * load_cached(values, (t + 1) * dim + 16 * j, dim - 16 * j, bf16);
+    for (int64_t t = 0; t + KEY_BLOCK <= longest; t += KEY_BLOCK) {
+        int first = 1; /* the first query to score this block reads its keys from memory */
+        for (int j = 0; j < n; j++) {
+            if (t + KEY_BLOCK > queries[j].length) continue;
+            v16 query[MAX_HEAD_VECTORS], parts[KEY_BLOCK];
+            for (int64_t d = 0; d < vectors; d++) query[d] = load_part(queries[j].q + 16 * d, dim - 16 * d);
+            for (int u = 0; u < KEY_BLOCK; u++) {
+                parts[u] = dot_lanes(query, keys, (t + u) * dim, dim, bf16);
+                /* The values of these slots are read later: ask for them now, so the two
+                 * streams overlap instead of the second starting cold. */
+                if (first)
+                    for (int64_t line = 0; line < row_bytes; line += 64)
+                        __builtin_prefetch((const char *)values + (t + u) * row_bytes + line, 0, 2);
+            }
+            first = 0;
+            v16 s = sum_lanes16(parts) * scale;
+            memcpy(scores + j * stride + t, &s, sizeof s);
         }
     }
-    if (t < length)
-        for (int64_t j = 0; j < vectors; j++)
-            even[j] += scores[t] * load_cached(values, t * dim + 16 * j, dim - 16 * j, bf16);
-    for (int64_t j = 0; j < vectors; j++) store_part(out + 16 * j, (even[j] + odd[j]) / total, dim - 16 * j);
+
+    float totals[MAX_GROUP_QUERIES];
+    for (int j = 0; j < n; j++) {
+        const int64_t length = queries[j].length, whole = length / KEY_BLOCK * KEY_BLOCK;
+        float *s = scores + j * stride;
+        v16 query[MAX_HEAD_VECTORS];
+        for (int64_t d = 0; d < vectors; d++) query[d] = load_part(queries[j].q + 16 * d, dim - 16 * d);
+        for (int64_t t = whole; t < length; t++) { /* slots after the last whole block */
+            v16 part = dot_lanes(query, keys, t * dim, dim, bf16);
+            float sum = 0;
+            for (int u = 0; u < 16; u++) sum += part[u];
+            s[t] = sum * scale;
+        }
+        v16 best16 = (v16){0} - INFINITY;
+        for (int64_t t = 0; t < whole; t += 16) best16 = larger(load_part(s + t, 16), best16);
+        float best = -INFINITY;
+        for (int u = 0; u < 16; u++) best = best16[u] > best ? best16[u] : best;
+        for (int64_t t = whole; t < length; t++) best = s[t] > best ? s[t] : best;
+        v16 sums = {0};
+        for (int64_t t = 0; t < length; t += 16) {
+            int64_t k = length - t < 16 ? length - t : 16;
+            v16 e = exp16(load_part(s + t, k) - best);
+            for (int64_t u = k; u < 16; u++) e[u] = 0;
+            sums += e;
+            store_part(s + t, e, k);
+        }
+        totals[j] = 0;
+        for (int u = 0; u < 16; u++) totals[j] += sums[u];
+    }
+
+    /* Each query's output holds its running sum between blocks (a lone query takes all slots
+     * in one block). Even and odd slots in separate sums: twice the multiply-adds in flight. */
+    const int64_t value_block = n > 1 ? VALUE_BLOCK : longest;
+    for (int64_t t0 = 0; t0 < longest; t0 += value_block) {
+        for (int j = 0; j < n; j++) {
+            const int64_t end = t0 + value_block < queries[j].length ? t0 + value_block : queries[j].length;
+            if (t0 >= end) continue;
+            const float *p = scores + j * stride;
+            float *out = queries[j].out;
+            v16 even[MAX_HEAD_VECTORS], odd[MAX_HEAD_VECTORS];
+            for (int64_t d = 0; d < vectors; d++) {
+                even[d] = t0 ? load_part(out + 16 * d, dim - 16 * d) : (v16){0};
+                odd[d] = (v16){0};
+            }
+            int64_t t = t0;
+            for (; t + 2 <= end; t += 2)
+                for (int64_t d = 0; d < vectors; d++) {
+                    even[d] += p[t] * load_cached(values, t * dim + 16 * d, dim - 16 * d, bf16);
+                    odd[d] += p[t + 1] * load_cached(values, (t + 1) * dim + 16 * d, dim - 16 * d, bf16);
+                }
+            if (t < end)
+                for (int64_t d = 0; d < vectors; d++)
+                    even[d] += p[t] * load_cached(values, t * dim + 16 * d, dim - 16 * d, bf16);
+            for (int64_t d = 0; d < vectors; d++) store_part(out + 16 * d, even[d] + odd[d], dim - 16 * d);
+        }
+    }
+    for (int j = 0; j < n; j++)
+        for (int64_t d = 0; d < vectors; d++) {
+            float *out = queries[j].out + 16 * d;
+            store_part(out, load_part(out, dim - 16 * d) / totals[j], dim - 16 * d);
+        }
 }
 
-#define ATTEND_SIZES(BF16)                                                  \
-    switch (dim) {                                                          \
-        case 64: attend(q, keys, values, length, 64, BF16, scores, out); break;   \
-        case 128: attend(q, keys, values, length, 128, BF16, scores, out); break; \
-        default: attend(q, keys, values, length, dim, BF16, scores, out); break;  \
+#define ATTEND_SIZES(BF16)                                                          \
+    switch (dim) {                                                                  \
+        case 64: attend(queries, n, keys, values, 64, BF16, scores, stride); break;   \
+        case 128: attend(queries, n, keys, values, 128, BF16, scores, stride); break; \
+        default: attend(queries, n, keys, values, dim, BF16, scores, stride); break;  \
     }
 
-static void attend_head(const float *q, const void *keys, const void *values, int64_t length, int64_t dim,
-                        int bf16, float *scores, float *out) {
+static void attend_group(const Query *queries, int n, const void *keys, const void *values, int64_t dim,
+                         int bf16, float *scores, int64_t stride) {
     if (bf16) ATTEND_SIZES(1)
     else ATTEND_SIZES(0)
 }
 
-/* Attention for the pairs (b, h) = divmod(i, heads), i in [first, last), of one layer. */
+/* A layer's attention as items that each read one key/value head once: item i is head block
+ * i % head_blocks of kv head (i / head_blocks) % kv_heads, for the rows of segment
+ * i / (head_blocks * kv_heads). A segment is a run of rows at consecutive positions of one
+ * cache row (a piece of a prompt; a single row when decoding); its queries are the segment's
+ * rows times a head block's query heads, at most MAX_GROUP_QUERIES. */
 typedef struct {
     const Model *m;
     const Layer *layer;
     const float *qkv;
     float *mixed;
     const int64_t *positions, *rows;
-    int64_t longest;
+    const int64_t *segments; /* segment s: rows [segments[s], segments[s + 1]) */
+    int64_t heads_per_block, head_blocks;
+    int64_t longest, most_queries;
     _Atomic int failed; /* a chunk could not allocate its scores */
 } Attention;
 
 static void attend_chunk(const void *context, int64_t first, int64_t last) {
     Attention *a = (Attention *)context;
     const Model *m = a->m;
-    float *scores = malloc(a->longest * sizeof(float));
+    float *scores = malloc(a->most_queries * a->longest * sizeof(float));
     if (scores == NULL) {
         atomic_store(&a->failed, 1);
         return;
@@ -583,22 +634,31 @@ static void attend_chunk(const void *context, int64_t first, int64_t last) {
     const int64_t dim = m->head_dim, heads = m->heads, kv_heads = m->kv_heads, group = heads / kv_heads;
     const int64_t q_width = heads * dim, qkv_width = (heads + 2 * kv_heads) * dim;
     for (int64_t i = first; i < last; i++) {
-        int64_t b = i / heads, h = i % heads;
-        size_t head = (size_t)(a->rows[b] * kv_heads + h / group) * m->max_seq * dim * element_bytes(m->bf16 ? BF16 : FP32);
-        attend_head(a->qkv + b * qkv_width + h * dim, (const char *)a->layer->k_cache + head,
-                    (const char *)a->layer->v_cache + head, a->positions[b] + 1, dim, m->bf16, scores,
-                    a->mixed + b * q_width + h * dim);
+        const int64_t block = i % a->head_blocks, g = i / a->head_blocks % kv_heads;
+        const int64_t s = i / (a->head_blocks * kv_heads);
+        const int64_t first_head = g * group + block * a->heads_per_block;
+        const int64_t last_head = first_head + a->heads_per_block < (g + 1) * group ? first_head + a->heads_per_block : (g + 1) * group;
+        Query queries[MAX_GROUP_QUERIES];
+        int n = 0;
+        for (int64_t b = a->segments[s]; b < a->segments[s + 1]; b++)
+            for (int64_t h = first_head; h < last_head; h++)
+                queries[n++] = (Query){a->qkv + b * qkv_width + h * dim, a->mixed + b * q_width + h * dim,
+                                       a->positions[b] + 1};
+        const int64_t b = a->segments[s];
+        size_t head = (size_t)(a->rows[b] * kv_heads + g) * m->max_seq * dim * element_bytes(m->bf16 ? BF16 : FP32);
+        attend_group(queries, n, (const char *)a->layer->k_cache + head, (const char *)a->layer->v_cache + head,
+                     dim, m->bf16, scores, a->longest);
     }
     free(scores);
 }
 
-/* Heads per chunk of attention: enough cached keys and values that a chunk is worth claiming
+/* Items per chunk of attention: enough cached keys and values that a chunk is worth claiming
  * (as CHUNK_BYTES for products). */
 static int64_t attention_chunk(const Model *m, int64_t batch, const int64_t *positions) {
     int64_t cached = 0;
     for (int64_t b = 0; b < batch; b++) cached += positions[b] + 1;
-    int64_t bytes_per_head = 2 * (cached / batch) * m->head_dim * element_bytes(m->bf16 ? BF16 : FP32);
-    return CHUNK_BYTES / 4 / bytes_per_head > 1 ? CHUNK_BYTES / 4 / bytes_per_head : 1;
+    int64_t bytes_per_item = 2 * (cached / batch) * m->head_dim * element_bytes(m->bf16 ? BF16 : FP32);
+    return CHUNK_BYTES / 4 / bytes_per_item > 1 ? CHUNK_BYTES / 4 / bytes_per_item : 1;
 }
 
 /* act = silu(gate) * up, elementwise over n floats. */
@@ -632,10 +692,30 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     int64_t longest = 0;
     for (int64_t b = 0; b < batch; b++) if (positions[b] + 1 > longest) longest = positions[b] + 1;
 
+    /* Attention items (see Attention): runs of consecutive positions of one cache row, cut so
+     * that a segment's rows times a head block's heads stay within MAX_GROUP_QUERIES. */
+    const int64_t group = heads / kv_heads;
+    const int64_t heads_per_block = group < MAX_GROUP_QUERIES ? group : MAX_GROUP_QUERIES;
+    const int64_t head_blocks = (group + heads_per_block - 1) / heads_per_block;
+    const int64_t segment_rows = MAX_GROUP_QUERIES / heads_per_block;
+    int64_t *segments = malloc((batch + 1) * sizeof(int64_t));
+    if (segments == NULL) return -1;
+    int64_t count = 0, longest_segment = 0;
+    for (int64_t b = 0; b < batch; b++)
+        if (b == 0 || rows[b] != rows[b - 1] || positions[b] != positions[b - 1] + 1 ||
+            b - segments[count - 1] == segment_rows)
+            segments[count++] = b;
+    segments[count] = batch;
+    for (int64_t s = 0; s < count; s++)
+        if (segments[s + 1] - segments[s] > longest_segment) longest_segment = segments[s + 1] - segments[s];
+
     int64_t widest = hidden > q_width ? hidden : q_width;
     size_t floats = (size_t)batch * (hidden + widest + qkv_width + q_width + 2 * inter + inter);
     float *scratch = malloc(floats * sizeof(float));
-    if (scratch == NULL) return -1;
+    if (scratch == NULL) {
+        free(segments);
+        return -1;
+    }
     float *x = scratch;                       /* [batch, hidden] the residual stream */
     float *normed = x + batch * hidden;       /* [batch, widest] */
     float *qkv = normed + batch * widest;     /* [batch, qkv_width] */
@@ -673,10 +753,13 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
                 }
             }
         }
-        Attention attention = {m, L, qkv, mixed, positions, rows, longest, 0};
-        parallel_for(threads, batch * heads, attention_chunk(m, batch, positions), attend_chunk, &attention);
+        Attention attention = {m, L, qkv, mixed, positions, rows, segments, heads_per_block, head_blocks,
+                               longest, longest_segment * heads_per_block, 0};
+        parallel_for(threads, count * kv_heads * head_blocks, attention_chunk(m, batch, positions), attend_chunk,
+                     &attention);
         if (atomic_load(&attention.failed)) {
             free(scratch);
+            free(segments);
             return -1;
         }
         product(&L->o, mixed, normed, batch, q_width, hidden, threads);
@@ -700,6 +783,7 @@ int decode_step(const Model *m, const int64_t *tokens, const int64_t *positions,
     rms_norm(last, m->norm, final, outputs, hidden, m->eps);
     product(&m->output, final, logits, outputs, hidden, m->vocab, threads);
     free(scratch);
+    free(segments);
     return 0;
 }
 
