@@ -251,8 +251,8 @@ def engine_tokens_per_s(checkpoint: Path, batch: int, max_tokens: int, threads: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients of the batched run")
-    parser.add_argument("--requests", type=int, default=3, help="requests per client and round")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--requests", type=int, default=4, help="requests per client and round")
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds; each runs 1 client, then the concurrent clients, so both see "
                         "the same load on a shared machine")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens per request")
