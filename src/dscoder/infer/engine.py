@@ -162,6 +162,8 @@ class Engine:
         self.max_prefill_tokens = max_prefill_tokens
         self.model = model.eval()
         self.tokenizer = tokenizer
+        # The detokenizer's table of token bytes, built now rather than in the first request.
+        tokenizer.token_bytes(skip_special_tokens=True)
         self.max_batch_size = max_batch_size
         self.max_seq_len = min(max_seq_len, config.max_position_embeddings)
         # The embedding's dtype is the activations' (quantized layers hold int8 weights).
