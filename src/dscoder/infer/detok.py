@@ -28,7 +28,8 @@ class IncrementalDetokenizer:
     """Text pieces of generated tokens; the concatenated pieces equal decoding all of them.
 
     `prompt_ids` give the first window its left context, so the first generated token is
-    decoded as it reads after the prompt.
+    decoded as it reads after the prompt (windows only: a byte-level token's bytes do not
+    depend on what precedes them).
     """
 
     def __init__(self, tokenizer: Decoder, prompt_ids: Sequence[int] = (),
