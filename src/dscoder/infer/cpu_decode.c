@@ -492,6 +492,11 @@ typedef struct {
     int64_t length;
 } Query;
 
+/* A query's dim floats as vectors (the last one zero-padded). */
+static inline __attribute__((always_inline)) void load_query(v16 *query, const float *q, int64_t dim) {
+    for (int64_t d = 0; d < (dim + 15) / 16; d++) query[d] = load_part(q + 16 * d, dim - 16 * d);
+}
+
 #define MAX_GROUP_QUERIES 16 /* queries attending together over one key/value head */
 #define KEY_BLOCK 16         /* slots scored at a time (one sum_lanes16) */
 #define VALUE_BLOCK 32       /* slots whose values every query of a group sums in turn */
@@ -516,7 +521,7 @@ static inline __attribute__((always_inline)) void attend(const Query *queries, i
         for (int j = 0; j < n; j++) {
             if (t + KEY_BLOCK > queries[j].length) continue;
             v16 query[MAX_HEAD_VECTORS], parts[KEY_BLOCK];
-            for (int64_t d = 0; d < vectors; d++) query[d] = load_part(queries[j].q + 16 * d, dim - 16 * d);
+            load_query(query, queries[j].q, dim);
             for (int u = 0; u < KEY_BLOCK; u++) {
                 parts[u] = dot_lanes(query, keys, (t + u) * dim, dim, bf16);
                 /* The values of these slots are read later: ask for them now, so the two
@@ -536,7 +541,7 @@ static inline __attribute__((always_inline)) void attend(const Query *queries, i
         const int64_t length = queries[j].length, whole = length / KEY_BLOCK * KEY_BLOCK;
         float *s = scores + j * stride;
         v16 query[MAX_HEAD_VECTORS];
-        for (int64_t d = 0; d < vectors; d++) query[d] = load_part(queries[j].q + 16 * d, dim - 16 * d);
+        load_query(query, queries[j].q, dim);
         for (int64_t t = whole; t < length; t++) { /* slots after the last whole block */
             v16 part = dot_lanes(query, keys, t * dim, dim, bf16);
             float sum = 0;

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import tokenizers
-from tokenizers import processors
+from tokenizers import decoders, processors
 
 from dscoder.errors import UserError
 from dscoder.tokenizer import special
@@ -83,7 +83,7 @@ def _byte_level_chars() -> dict[str, int]:
     Latin-1 bytes stand for themselves, the other 68 bytes for code points from 256 up, in order."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars = {chr(byte): byte for byte in printable}
-    others = (byte for byte in range(256) if byte not in set(printable))
+    others = sorted(set(range(256)) - set(printable))
     chars.update((chr(256 + n), byte) for n, byte in enumerate(others))
     return chars
 
@@ -92,8 +92,7 @@ def _token_bytes(backend: tokenizers.Tokenizer, skip_special_tokens: bool) -> li
     """The bytes each token id decodes to, when decoding is plain byte-level (decoding ids =
     their bytes joined, as UTF-8 with U+FFFD for invalid bytes), else None. Skipped special
     tokens decode to no bytes. Checked against the backend's own decoding of every token."""
-    decoder = json.loads(backend.to_str()).get("decoder") or {}
-    if decoder.get("type") != "ByteLevel":
+    if not isinstance(backend.decoder, decoders.ByteLevel):
         return None
     chars = _byte_level_chars()
     added = backend.get_added_tokens_decoder()
@@ -305,7 +304,7 @@ class Tokenizer:
         """Each token id's bytes, where decoding is byte-level (as for DeepSeek-Coder's
         tokenizers): decode(ids) is then their bytes joined, read as UTF-8 with U+FFFD for
         invalid bytes, which lets a stream be decoded a token at a time without calling the
-        tokenizer. None for other decoders. Built once (about 30k tokens: ~0.1 s)."""
+        tokenizer. None for other decoders. Built once (32k tokens: 0.2 s)."""
         if skip_special_tokens not in self._token_bytes:
             self._token_bytes[skip_special_tokens] = _token_bytes(self._backend, skip_special_tokens)
         return self._token_bytes[skip_special_tokens]
